@@ -1,0 +1,58 @@
+"""Entry point of the `snapbridge` command: `main(argv) -> int`, exit codes 0 ok, 1 failure, 2 usage."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from snapbridge import __version__
+from snapbridge.cli.sandbox import sandbox_command
+from snapbridge.errors import InvalidInput, SnapbridgeError
+
+__all__ = ["cli", "main", "run"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="snapbridge")
+def cli() -> None:
+    """Keep Gumroad and the Snapshots API in sync without writing code."""
+
+
+cli.add_command(sandbox_command)
+
+
+def _causes(exc: BaseException) -> str:
+    parts = [str(exc) or type(exc).__name__]
+    seen = {id(exc)}
+    cause = exc.__cause__
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        parts.append(str(cause) or type(cause).__name__)
+        cause = cause.__cause__
+    return ": ".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; errors become one readable line and an exit code, never a traceback."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        result = cli.main(args=args, prog_name="snapbridge", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return 2 if isinstance(exc, click.UsageError) else exc.exit_code
+    except InvalidInput as exc:
+        click.echo(f"error: {_causes(exc)}", err=True)
+        return 2
+    except SnapbridgeError as exc:
+        click.echo(f"error: {_causes(exc)}", err=True)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+def run() -> None:
+    sys.exit(main())
