@@ -20,7 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "connectors": {"http", "security"},
     "catalog": {"connectors", "http", "security"},
     "workflows": {"catalog"},
-    "store": {"security"},
+    "store": set(),
     "runtime": {"http", "security", "connectors", "catalog", "workflows", "store"},
     "web": {"runtime", "store", "security", "workflows", "catalog"},
     "sandbox": {"catalog"},
