@@ -8,7 +8,8 @@ SnapbridgeError
 │   └── Permanent     auth, scope, validation, not found → dead letters
 │       ├── AuthFailed      the credential is missing, unknown or revoked (401)
 │       ├── ScopeMissing    the credential lacks a scope the operation needs
-│       └── NotFound        the object does not exist
+│       ├── NotFound        the object does not exist
+│       └── Conflict        the object already exists (409); carries existing_id when the app names it
 ├── WebhookRejected   an inbound webhook failed authentication or verification
 ├── VaultError        a stored secret cannot be decrypted (tampered, swapped or unknown key)
 └── StoreUnavailable  the database cannot commit → the sender is told to retry
@@ -98,6 +99,23 @@ class ScopeMissing(Permanent):
 
 class NotFound(Permanent):
     """The object asked for does not exist."""
+
+
+class Conflict(Permanent):
+    """The write clashes with an object that already exists; `existing_id` names it when the app says."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        existing_id: str | None = None,
+        operation: str = "",
+        status: int | None = None,
+        request_id: str | None = None,
+        excerpt: str = "",
+    ) -> None:
+        super().__init__(message, operation=operation, status=status, request_id=request_id, excerpt=excerpt)
+        self.existing_id = existing_id
 
 
 class WebhookRejected(SnapbridgeError):

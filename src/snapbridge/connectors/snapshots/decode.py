@@ -1,0 +1,162 @@
+"""Snapshots API responses, pure: a body → the JSON we expect, a failed status + body → one of our errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import TypedDict
+
+from snapbridge.errors import (
+    AuthFailed,
+    Conflict,
+    DeliveryError,
+    NotFound,
+    Permanent,
+    Retryable,
+    ScopeMissing,
+)
+from snapbridge.http import excerpt, is_retryable_status, parse_retry_after
+from snapbridge.security import Secret, redact_text
+
+__all__ = [
+    "AUTH_CLASS_MARK",
+    "SCOPE_MESSAGE",
+    "decode_error",
+    "error_message",
+    "parse_body",
+    "request_id",
+    "unwrap",
+]
+
+# The 401 that means "valid key, missing scope" (HighLevel's wording, kept by the contract).
+SCOPE_MESSAGE = "not authorized for this scope"
+# HighLevel's 401 for a sub-account key on an agency-only route ("E-102. This AuthClass is not yet …").
+AUTH_CLASS_MARK = "AuthClass"
+_REQUEST_ID_HEADERS = ("x-request-id", "x-trace-id", "traceid")
+# Where a 409 names the object it clashes with: a location (duplicate external_id), an event (reused id).
+_CONFLICT_ID_FIELDS = ("location_id", "event_id", "customer_id")
+
+
+class _Common(TypedDict):
+    operation: str
+    status: int
+    request_id: str | None
+    excerpt: str
+
+
+def parse_body(content: bytes) -> object | None:
+    """The decoded JSON, or None when the body is empty or not JSON (error pages, proxies)."""
+    if not content.strip():
+        return None
+    try:
+        body: object = json.loads(content)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return body
+
+
+def error_message(body: object) -> str:
+    """The API's message: `message` as a string or a list (joined with "; "), else `error`, else `detail`."""
+    if not isinstance(body, Mapping):
+        return ""
+    for key in ("message", "error", "detail"):
+        value = body.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+        if isinstance(value, list):
+            parts = [str(item).strip() for item in value if str(item).strip()]
+            if parts:
+                return "; ".join(parts)
+    return ""
+
+
+def request_id(headers: Mapping[str, str], body: object) -> str | None:
+    """A trace id to quote to support: a request-id header, else the body's `traceId`."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for name in _REQUEST_ID_HEADERS:
+        if lowered.get(name):
+            return lowered[name]
+    trace = body.get("traceId") if isinstance(body, Mapping) else None
+    return trace if isinstance(trace, str) and trace else None
+
+
+def _retry_after(status: int, headers: Mapping[str, str], now: datetime) -> float | None:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    value = lowered.get("retry-after")
+    after = parse_retry_after(value, now) if value else None
+    if after is not None or status != 429:
+        return after
+    # A 429 without Retry-After (its presence on real 429s is UNCONFIRMED): wait out the burst window instead.
+    interval = lowered.get("x-ratelimit-interval-milliseconds")
+    try:
+        return float(interval) / 1000.0 if interval else None
+    except ValueError:
+        return None
+
+
+def decode_error(
+    status: int,
+    content: bytes,
+    headers: Mapping[str, str],
+    *,
+    operation: str,
+    scope: str | None,
+    now: datetime,
+    secrets: Iterable[Secret | str] = (),
+) -> DeliveryError:
+    """The error for a response that is not a success. `scope` is what `operation` needs, to name it."""
+    body = parse_body(content)
+    known = list(secrets)
+    message = redact_text(error_message(body), known)
+    common = _Common(
+        operation=operation,
+        status=status,
+        request_id=request_id(headers, body),
+        excerpt=redact_text(excerpt(content), known),
+    )
+    said = f": {message}" if message else ""
+    if status == 401 and SCOPE_MESSAGE in message.lower():
+        needed = (scope,) if scope else ()
+        what = f"the scope {scope!r}" if scope else "a scope"
+        return ScopeMissing(f"the API key lacks {what}, which {operation} needs{said}", scopes=needed,
+                            **common)
+    if status == 401 and AUTH_CLASS_MARK in message:
+        # A valid key of the wrong kind (bound to one location) on a company-level route: not a bad key.
+        return Permanent(f"the API key is bound to one location and cannot call {operation}{said}", **common)
+    if status == 401:
+        return AuthFailed(f"the API key was refused{said}", **common)
+    if status == 403:
+        return Permanent(f"the API key has no access to this location{said}", **common)
+    if status == 404:
+        return NotFound(f"not found{said}", **common)
+    if status == 409:
+        meta = body.get("meta") if isinstance(body, Mapping) else None
+        ids = [meta.get(name) for name in _CONFLICT_ID_FIELDS] if isinstance(meta, Mapping) else []
+        existing = next((i for i in ids if isinstance(i, str) and i), None)
+        return Conflict(
+            f"conflicts with an existing object{said}",
+            existing_id=existing,
+            **common,
+        )
+    if status == 422:
+        return Permanent(f"the API refused the input{said}", **common)
+    if is_retryable_status(status):
+        return Retryable(f"temporary failure{said}", retry_after=_retry_after(status, headers, now), **common)
+    if 300 <= status < 400:
+        return Permanent(f"unexpected redirect{said}", **common)
+    return Permanent(f"request failed{said}", **common)
+
+
+def unwrap(content: bytes, key: str | None, *, operation: str, status: int) -> object:
+    """The JSON of a success body (or its `key` member); a body of another shape is a Permanent error."""
+    body = parse_body(content)
+    if not isinstance(body, Mapping):
+        raise Permanent("the API answered with a body that is not a JSON object", operation=operation,
+                        status=status, excerpt=excerpt(content))
+    if key is None:
+        return body
+    if key not in body:
+        raise Permanent(f"the API's answer has no {key!r}", operation=operation, status=status,
+                        excerpt=excerpt(content))
+    return body[key]

@@ -1,0 +1,208 @@
+"""Redaction tables: text, URLs, headers and JSON; the logging filter with a planted canary."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from snapbridge.security import (
+    RedactingFilter,
+    Secret,
+    is_sensitive_name,
+    redact_headers,
+    redact_json,
+    redact_text,
+    redact_url,
+)
+
+CANARY = "canary-5b1d0e77-do-not-leak"
+JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("GET /v2/sales?access_token=abc123&page=2 failed", "GET /v2/sales?access_token=****&page=2 failed"),
+        ("Authorization: Bearer abc.def-ghi", "Authorization: ****"),
+        ("sent with Bearer abc.def-ghi~+/= ok", "sent with Bearer **** ok"),
+        ("X-Api-Key: sk_live_123", "X-Api-Key: ****"),
+        ("Cookie: a=b; c=d", "Cookie: ****"),
+        ("Set-Cookie: session=1; Path=/; HttpOnly", "Set-Cookie: ****"),
+        ('{"token": "abc", "name": "ann"}', '{"token": "****", "name": "ann"}'),
+        ('{"api_key":"k","apiKey":"k2","password":null}',
+         '{"api_key":"****","apiKey":"****","password":null}'),
+        ('{"client_secret": "a\\"b", "n": 1}', '{"client_secret": "****", "n": 1}'),
+        ('{"pin": 1, "token": 12345}', '{"pin": 1, "token": "****"}'),
+        ("{'access_token': 'abc', 'x': 1}", "{'access_token': '****', 'x': 1}"),
+        ('body "{\\"refresh_token\\": \\"abc\\"}"', 'body "{\\"refresh_token\\": \\"****\\"}"'),
+        (f"jwt {JWT} here", "jwt **** here"),
+        ("https://user:pw@host/path", "https://****@host/path"),
+        ("password=hunter2&email=a@b.c", "password=****&email=a@b.c"),
+        ('secret="quoted value" next', "secret=**** next"),
+        ("apikey=1;token=2,auth=3", "apikey=****;token=****,auth=****"),
+        ("user[password]=x&user[name]=y", "user[password]=****&user[name]=y"),
+        ("idempotency_key=evt_1 next_page_key=abc", "idempotency_key=evt_1 next_page_key=abc"),
+        ("email=ann@example.com&price=100", "email=ann@example.com&price=100"),
+        ("nothing to see", "nothing to see"),
+    ],
+)
+def test_redact_text(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["plain {c} text", "url /hooks/gumroad/{c}?x=1", "encoded {q}", "plus {p}", "twice {c} and {c}"],
+)
+def test_known_secrets_are_removed_in_any_spelling(template: str) -> None:
+    value = CANARY + " /&?"
+    text = template.format(c=value, q="canary-5b1d0e77-do-not-leak%20%2F%26%3F",
+                           p="canary-5b1d0e77-do-not-leak+%2F%26%3F")
+    for known in (Secret(value), value):
+        redacted = redact_text(text, [known])
+        assert CANARY not in redacted
+        assert "****" in redacted
+
+
+def test_very_short_known_secrets_are_not_searched() -> None:
+    assert redact_text("a cab", [Secret("a")]) == "a cab"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://api.gumroad.com/v2/sales?access_token=abc&page_key=2",
+         "https://api.gumroad.com/v2/sales?access_token=****&page_key=2"),
+        ("https://u:p@h.com/a?x=1", "https://h.com/a?x=1"),
+        ("https://h.com/a?apikey=1&API_KEY=2&Token=3&ok=4", "https://h.com/a?apikey=****&API_KEY=****&Token=****&ok=4"),
+        ("https://h.com/cb#access_token=abc&state=s", "https://h.com/cb#access_token=****&state=s"),
+        ("https://h.com/a?access%5Ftoken=abc", "https://h.com/a?access%5Ftoken=****"),
+        ("https://h.com/a?token=", "https://h.com/a?token="),
+        ("https://h.com/a?idempotency_key=k", "https://h.com/a?idempotency_key=k"),
+        (f"https://h.com/a/{JWT}", "https://h.com/a/****"),
+        ("http://[::1", "http://[::1"),
+    ],
+)
+def test_redact_url(url: str, expected: str) -> None:
+    assert redact_url(url) == expected
+
+
+def test_redact_url_removes_known_secrets_in_the_path() -> None:
+    assert redact_url(f"https://h.com/hooks/gumroad/{CANARY}", [Secret(CANARY)]) == "https://h.com/hooks/gumroad/****"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("Authorization", "Bearer abc", "****"),
+        ("authorization", "Basic dXNlcjpwYXNz", "****"),
+        ("Proxy-Authorization", "x", "****"),
+        ("Cookie", "a=b", "****"),
+        ("Set-Cookie", "a=b", "****"),
+        ("X-Api-Key", "k", "****"),
+        ("X-Auth-Token", "k", "****"),
+        ("X-GHL-Signature", "sig", "****"),
+        ("Location", "https://h/x?access_token=abc", "https://h/x?access_token=****"),
+        ("Content-Type", "application/json", "application/json"),
+        ("Idempotency-Key", "evt_1:step_0", "evt_1:step_0"),
+        ("X-RateLimit-Remaining", "99", "99"),
+    ],
+)
+def test_redact_headers(name: str, value: str, expected: str) -> None:
+    assert redact_headers({name: value}) == {name: expected}
+
+
+def test_redact_json_recursively() -> None:
+    body = {
+        "token": "a",
+        "user": {"name": "ann", "password": "p", "apiKey": "k", "refresh_token": None},
+        "items": [{"authorization": "Bearer x"}, "Bearer abc", ("access_token=abc",)],
+        "credentials": {"any": "shape"},
+        "count": 3,
+        "known": f"has {CANARY}",
+        "secret_obj": Secret(CANARY),
+    }
+    assert redact_json(body, [CANARY]) == {
+        "token": "****",
+        "user": {"name": "ann", "password": "****", "apiKey": "****", "refresh_token": None},
+        "items": [{"authorization": "****"}, "Bearer ****", ["access_token=****"]],
+        "credentials": "****",
+        "count": 3,
+        "known": "has ****",
+        "secret_obj": "****",
+    }
+    assert body["token"] == "a"  # the input is not changed
+
+
+@pytest.mark.parametrize(
+    ("name", "sensitive"),
+    [("access_token", True), ("accessToken", True), ("X-Api-Key", True), ("client_secret", True),
+     ("password", True), ("key", True), ("license_key", True), ("publicKey", False), ("monkey", False),
+     ("author", False), ("idempotency_key", False), ("next_page_key", False), ("email", False)],
+)
+def test_is_sensitive_name(name: str, sensitive: bool) -> None:
+    assert is_sensitive_name(name) is sensitive
+
+
+@pytest.fixture
+def captured() -> Iterator[tuple[logging.Logger, io.StringIO, RedactingFilter]]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s %(body)s"))
+    redacting = RedactingFilter()
+    handler.addFilter(redacting)
+    logger = logging.getLogger("test.redact.canary")
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield logger, stream, redacting
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_the_logging_filter_removes_a_canary_everywhere(
+    captured: tuple[logging.Logger, io.StringIO, RedactingFilter],
+) -> None:
+    logger, stream, redacting = captured
+    redacting.register(Secret(CANARY))
+    logger.info("calling %s", f"https://h/x?access_token={CANARY}", extra={"body": "-"})
+    logger.info("headers %s", {"Authorization": f"Bearer {CANARY}"}, extra={"body": "-"})
+    logger.info("plain text with %s inside", CANARY, extra={"body": "-"})
+    logger.info("extra field", extra={"body": f'{{"note": "{CANARY}"}}'})
+    logger.info(f"built with an f-string {CANARY}", extra={"body": "-"})
+    logger.info("bad format %d", CANARY, extra={"body": "-"})
+    try:
+        raise ValueError(f"failed with {CANARY}")
+    except ValueError:
+        logger.exception("boom", extra={"body": "-"})
+    output = stream.getvalue()
+    assert output.count("\nINFO ") + output.startswith("INFO ") >= 6
+    assert "ValueError: failed with ****" in output
+    assert CANARY not in output
+
+
+def test_the_logging_filter_without_registration_still_removes_token_shapes(
+    captured: tuple[logging.Logger, io.StringIO, RedactingFilter],
+) -> None:
+    logger, stream, _ = captured
+    logger.warning("retrying %s", f"GET /v2/sales?access_token={CANARY}", extra={"body": f"Bearer {CANARY}"})
+    assert CANARY not in stream.getvalue()
+    assert "access_token=****" in stream.getvalue()
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [("eyJ" + "a" * 50 + ".") * 6000, "a." * 150_000, "a://" * 75_000, "a:" * 150_000, "'a': '" * 50_000,
+     '"token": "a\\' * 30_000, "token==" * 50_000, "[" * 300_000],
+    ids=["jwt-ish", "dotted", "schemes", "colons", "open-quotes", "escapes", "equals", "brackets"],
+)
+def test_redaction_stays_linear_on_hostile_input(hostile: str) -> None:
+    started = time.perf_counter()
+    redact_text(hostile)
+    # A quadratic pattern takes tens of seconds on these; a linear one well under a second.
+    assert time.perf_counter() - started < 2.0
