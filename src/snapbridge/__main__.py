@@ -1,5 +1,5 @@
 """Runs the snapbridge command line: `python -m snapbridge`."""
 
-from snapbridge.cli.main import run
+from snapbridge.cli import run
 
 run()

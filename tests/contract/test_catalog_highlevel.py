@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+import pytest_asyncio
 
 from snapbridge.catalog import (
     Operation,
@@ -35,6 +36,8 @@ from snapbridge.security import Secret
 
 OPERATIONS = highlevel_operations()
 _counter = itertools.count(1)
+# One event loop and one client for the module: a client per test would rebuild its TLS context each time.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +51,7 @@ def highlevel() -> Iterator[HighLevelSandbox]:
         server.stop()
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def http(highlevel: HighLevelSandbox) -> AsyncIterator[httpx.AsyncClient]:
     async with create_client(highlevel.base_url, allowed_hosts=("127.0.0.1",)) as client:
         yield client
@@ -78,7 +81,8 @@ class Ctx:
 
     async def contact(self) -> str:
         result = await self.run("highlevel.contacts.create", {
-            "locationId": self.box.location_id, "email": f"{self.unique('c')}@example.com", "firstName": "Zoë",
+            "locationId": self.box.location_id, "email": f"{self.unique('c')}@example.com",
+            "firstName": "Zoë",
         })
         return str(result.payload["id"])  # type: ignore[index]
 
@@ -132,7 +136,11 @@ async def _path_value(ctx: Ctx, op: Operation, name: str, parents: dict[str, obj
     return await ctx.child(op, parents)
 
 
-_TEXT = {
+def _sample_text(ctx: Ctx) -> str:
+    return "sample"
+
+
+_TEXT: dict[str, Callable[[Ctx], str]] = {
     "email": lambda ctx: f"{ctx.unique('person')}@example.com",
     "name": lambda ctx: ctx.unique("Name"),
     "title": lambda ctx: ctx.unique("Title"),
@@ -179,7 +187,7 @@ def _fill(ctx: Ctx, op: Operation, params: dict[str, object]) -> dict[str, objec
         if param.enum:
             params[param.name] = param.enum[0]
         elif param.type is ParamType.STRING:
-            params[param.name] = _TEXT.get(param.name, lambda c: "sample")(ctx)
+            params[param.name] = _TEXT.get(param.name, _sample_text)(ctx)
         elif param.type in (ParamType.INTEGER, ParamType.NUMBER):
             params[param.name] = _NUMBERS.get(param.name, 1)
         elif param.type is ParamType.BOOLEAN:
@@ -232,7 +240,8 @@ async def _snapshot_on_update(ctx: Ctx, op: Operation) -> dict[str, object]:
 
 
 async def _bulk_tags(ctx: Ctx, op: Operation) -> dict[str, object]:
-    return {"type": "add", "contacts": [await ctx.contact()], "tags": ["vip"], "locationId": ctx.box.location_id}
+    return {"type": "add", "contacts": [await ctx.contact()], "tags": ["vip"],
+            "locationId": ctx.box.location_id}
 
 
 async def _bulk_business(ctx: Ctx, op: Operation) -> dict[str, object]:
@@ -262,7 +271,7 @@ def _other_kind(op: Operation) -> TokenKind | None:
     return others[0] if others else None
 
 
-# ---- every action, twice ----------------------------------------------------------------------------------
+# ---- every action, twice ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("op", OPERATIONS, ids=lambda o: o.name)
@@ -271,7 +280,8 @@ async def test_action_succeeds_with_exactly_its_scopes(highlevel: HighLevelSandb
     ctx = Ctx(highlevel, http)
     params = await sample(ctx, op)
     before = len(highlevel.journal.entries())
-    result = await run_action(op, params, http=http, credential=ctx.token(op, op.scopes), idempotency_key=None)
+    token = ctx.token(op, op.scopes)
+    result = await run_action(op, params, http=http, credential=token, idempotency_key=None)
     assert result.status == op.success_status
     if op.response_key is not None:
         assert result.payload == result.body[op.response_key]  # type: ignore[index]
@@ -348,7 +358,8 @@ async def test_the_version_header_is_checked(highlevel: HighLevelSandbox, http: 
     assert response.status_code == status
 
 
-async def test_validation_failures_are_a_422_list(highlevel: HighLevelSandbox, http: httpx.AsyncClient) -> None:
+async def test_validation_failures_are_a_422_list(highlevel: HighLevelSandbox,
+                                                   http: httpx.AsyncClient) -> None:
     headers = {"Authorization": f"Bearer {highlevel.location_token}", "Version": "2021-07-28"}
     response = await http.post(f"/locations/{highlevel.location_id}/tags", headers=headers,
                                json={"name": 5, "colour": "red"})
@@ -442,10 +453,11 @@ async def test_location_quirks_create_is_200_and_search_pages_by_skip(highlevel:
     assert all(len(page.payload) <= 2 for page in pages)  # type: ignore[arg-type]
 
 
-# ---- each pagination style, followed to the end ------------------------------------------------------------
+# ---- each pagination style, followed to the end ----------------------------------------------------------
 
 
-async def test_contacts_list_follows_start_after_id(highlevel: HighLevelSandbox, http: httpx.AsyncClient) -> None:
+async def test_contacts_list_follows_start_after_id(highlevel: HighLevelSandbox,
+                                                    http: httpx.AsyncClient) -> None:
     op = get_action("highlevel.contacts.list")
     token = Secret(highlevel.location_token)
     pages = [r async for r in iterate_action(op, {"locationId": highlevel.location_id, "limit": 2}, http=http,
@@ -475,7 +487,8 @@ async def test_snapshot_pushes_follow_last_doc(highlevel: HighLevelSandbox, http
                                  "from": (datetime.now(UTC) - timedelta(days=400)).isoformat(),
                                  "to": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
                                  "lastDoc": "", "limit": 1}
-    pages = [r async for r in iterate_action(op, params, http=http, credential=Secret(highlevel.agency_token))]
+    token = Secret(highlevel.agency_token)
+    pages = [r async for r in iterate_action(op, params, http=http, credential=token)]
     ids = [p["id"] for page in pages for p in page.payload]  # type: ignore[attr-defined]
     assert ids == [p["id"] for p in highlevel.state.pushes[snapshot]]
 

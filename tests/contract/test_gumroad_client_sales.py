@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from itertools import count
 
@@ -21,7 +22,7 @@ from snapbridge.connectors.gumroad import (
 )
 from snapbridge.errors import InvalidInput, NotFound, Permanent, ScopeMissing, WebhookRejected
 from snapbridge.http import create_client
-from snapbridge.sandbox import Sandboxes
+from snapbridge.sandbox import GumroadSandbox, ServerThread
 from snapbridge.security import Secret
 
 LOCAL = ("127.0.0.1",)
@@ -32,29 +33,48 @@ def key(label: str) -> str:
     return f"contract-sales:{label}:{next(_keys)}"
 
 
+@dataclass
+class Box:
+    gumroad: GumroadSandbox
+    gumroad_url: str
+
+
+@pytest.fixture(scope="module")
+def box() -> Iterator[Box]:
+    """A Gumroad sandbox of this module's own: these tests add purchases, refunds and rotated licenses,
+    which must not change what other tests see in the shared sandbox."""
+    sandbox = GumroadSandbox(seed=31, time_factor=0.001)
+    server = ServerThread(sandbox.app, "127.0.0.1", 0).start()
+    sandbox.base_url = server.base_url
+    try:
+        yield Box(sandbox, server.base_url)
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-async def http(sandboxes: Sandboxes) -> AsyncIterator[httpx.AsyncClient]:
-    async with create_client(sandboxes.gumroad_url, allowed_hosts=LOCAL) as client:
+async def http(box: Box) -> AsyncIterator[httpx.AsyncClient]:
+    async with create_client(box.gumroad_url, allowed_hosts=LOCAL) as client:
         yield client
 
 
 @pytest.fixture
-def gumroad(sandboxes: Sandboxes, http: httpx.AsyncClient) -> GumroadClient:
-    return GumroadClient(http, Secret(sandboxes.gumroad.access_token), base_url=sandboxes.gumroad_url)
+def gumroad(box: Box, http: httpx.AsyncClient) -> GumroadClient:
+    return GumroadClient(http, Secret(box.gumroad.access_token), base_url=box.gumroad_url)
 
 
-def client_with_scopes(sandboxes: Sandboxes, http: httpx.AsyncClient, *scopes: str) -> GumroadClient:
-    return GumroadClient(http, Secret(sandboxes.gumroad.create_token(scopes)), base_url=sandboxes.gumroad_url)
+def client_with_scopes(box: Box, http: httpx.AsyncClient, *scopes: str) -> GumroadClient:
+    return GumroadClient(http, Secret(box.gumroad.create_token(scopes)), base_url=box.gumroad_url)
 
 
 async def product_named(gumroad: GumroadClient, name: str) -> Product:
     return next(p for p in await gumroad.list_products() if p.name == name)
 
 
-async def new_sale(sandboxes: Sandboxes, gumroad: GumroadClient, product_name: str) -> Sale:
+async def new_sale(box: Box, gumroad: GumroadClient, product_name: str) -> Sale:
     """A purchase made for this test alone, so changing it disturbs no other test."""
     product = await product_named(gumroad, product_name)
-    outcome = sandboxes.gumroad.emit("first_purchase", {"product_id": product.id})
+    outcome = box.gumroad.emit("first_purchase", {"product_id": product.id})
     return await gumroad.get_sale(str(outcome["sale_id"]))
 
 
@@ -113,8 +133,8 @@ async def test_get_sale(gumroad: GumroadClient) -> None:
         await gumroad.get_sale("AAAAAAAAAAAAAAAAAAAAAA==")
 
 
-async def test_mark_a_physical_sale_as_shipped(sandboxes: Sandboxes, gumroad: GumroadClient) -> None:
-    sale = await new_sale(sandboxes, gumroad, "Hand-bound Notebook")
+async def test_mark_a_physical_sale_as_shipped(box: Box, gumroad: GumroadClient) -> None:
+    sale = await new_sale(box, gumroad, "Hand-bound Notebook")
     assert sale.is_product_physical and not sale.shipped
     shipped = await gumroad.mark_sale_as_shipped(
         sale.id, tracking_url="https://track.example/ZX9", idempotency_key=key("ship")
@@ -124,8 +144,8 @@ async def test_mark_a_physical_sale_as_shipped(sandboxes: Sandboxes, gumroad: Gu
     assert again.shipped is True
 
 
-async def test_partial_then_full_refund(sandboxes: Sandboxes, gumroad: GumroadClient) -> None:
-    sale = await new_sale(sandboxes, gumroad, "Pixel Brushes Pack")
+async def test_partial_then_full_refund(box: Box, gumroad: GumroadClient) -> None:
+    sale = await new_sale(box, gumroad, "Pixel Brushes Pack")
     assert not sale.refunded
     partial = await gumroad.refund_sale(sale.id, amount_cents=100, idempotency_key=key("refund-part"))
     assert partial.partially_refunded and not partial.refunded
@@ -136,18 +156,18 @@ async def test_partial_then_full_refund(sandboxes: Sandboxes, gumroad: GumroadCl
     assert not isinstance(caught.value, NotFound)
 
 
-async def test_refund_accepts_either_refund_scope(sandboxes: Sandboxes, http: httpx.AsyncClient) -> None:
+async def test_refund_accepts_either_refund_scope(box: Box, http: httpx.AsyncClient) -> None:
     for scope in ("refund_sales", "edit_sales"):
-        client = client_with_scopes(sandboxes, http, scope, "view_sales")
-        sale = await new_sale(sandboxes, client, "Pixel Brushes Pack")
+        client = client_with_scopes(box, http, scope, "view_sales")
+        sale = await new_sale(box, client, "Pixel Brushes Pack")
         assert (await client.refund_sale(sale.id, idempotency_key=key(scope))).refunded
 
 
-async def test_resend_receipt(sandboxes: Sandboxes, gumroad: GumroadClient, http: httpx.AsyncClient) -> None:
+async def test_resend_receipt(box: Box, gumroad: GumroadClient, http: httpx.AsyncClient) -> None:
     sale = (await gumroad.list_sales()).items[0]
     resent = await gumroad.resend_receipt(sale.id, idempotency_key=key("receipt"))
     assert resent is None or resent.id == sale.id
-    reader = client_with_scopes(sandboxes, http, "view_sales")
+    reader = client_with_scopes(box, http, "view_sales")
     with pytest.raises(ScopeMissing) as caught:
         await reader.resend_receipt(sale.id, idempotency_key=key("receipt-scope"))
     assert caught.value.scopes == ("edit_sales",)
@@ -165,11 +185,11 @@ async def test_resend_receipt(sandboxes: Sandboxes, gumroad: GumroadClient, http
     ],
 )
 async def test_scope_failures_name_the_scopes_the_operation_accepts(
-    sandboxes: Sandboxes, http: httpx.AsyncClient, gumroad: GumroadClient,
+    box: Box, http: httpx.AsyncClient, gumroad: GumroadClient,
     scopes: tuple[str, ...], call: str, needed: tuple[str, ...],
 ) -> None:
     sale_id = (await gumroad.list_sales()).items[0].id
-    client = client_with_scopes(sandboxes, http, *scopes)
+    client = client_with_scopes(box, http, *scopes)
     with pytest.raises(ScopeMissing) as caught:
         if call == "get_sale":
             await client.get_sale(sale_id)
@@ -215,13 +235,13 @@ async def test_subscribers_all_at_once_paged_and_one_by_one(gumroad: GumroadClie
 
 
 async def test_license_lifecycle(
-    sandboxes: Sandboxes, gumroad: GumroadClient, http: httpx.AsyncClient
+    box: Box, gumroad: GumroadClient, http: httpx.AsyncClient
 ) -> None:
-    sale = await new_sale(sandboxes, gumroad, "Pixel Brushes Pack")
+    sale = await new_sale(box, gumroad, "Pixel Brushes Pack")
     assert sale.license_key
     product_id, license_key = sale.product_id, Secret(sale.license_key)
     # verify needs no token: a client holding a revoked-looking token still verifies.
-    anonymous = GumroadClient(http, Secret("no-token-needed"), base_url=sandboxes.gumroad_url)
+    anonymous = GumroadClient(http, Secret("no-token-needed"), base_url=box.gumroad_url)
     verified = await anonymous.verify_license(product_id, license_key, idempotency_key=key("verify"))
     assert verified.purchase is not None and verified.purchase.id == sale.id
     uses = verified.uses
@@ -319,10 +339,10 @@ def sale_event_fields(sale: Sale, **changes: str) -> dict[str, object]:
     return {**fields, **changes}
 
 
-async def test_verify_by_fetch_returns_the_sale(sandboxes: Sandboxes, gumroad: GumroadClient) -> None:
+async def test_verify_by_fetch_returns_the_sale(box: Box, gumroad: GumroadClient) -> None:
     sale = (await gumroad.list_sales()).items[0]
     truth = await verify_by_fetch(
-        gumroad, event_from_fields(sale_event_fields(sale)), expected_seller_id=sandboxes.gumroad.seller_id
+        gumroad, event_from_fields(sale_event_fields(sale)), expected_seller_id=box.gumroad.seller_id
     )
     assert isinstance(truth, Sale) and truth == sale
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from snapbridge.connectors.gumroad import (
-    ALL_OPERATIONS,
+    OPERATIONS,
     CustomField,
     LicenseResponse,
     Money,
@@ -154,11 +154,11 @@ def test_messages_and_excerpts_never_hold_the_token_or_other_secrets() -> None:
 
 
 def test_operations_cover_all_42_endpoints_once() -> None:
-    assert len(ALL_OPERATIONS) == 42
-    assert len({op.name for op in ALL_OPERATIONS}) == 42
-    assert len({(op.method, op.path) for op in ALL_OPERATIONS}) == 42
-    assert sum(op.source == "classic" for op in ALL_OPERATIONS) == 38
-    verify = next(op for op in ALL_OPERATIONS if op.name == "verify_license")
+    assert len(OPERATIONS) == 42
+    assert len({op.name for op in OPERATIONS}) == 42
+    assert len({(op.method, op.path) for op in OPERATIONS}) == 42
+    assert sum(op.source == "classic" for op in OPERATIONS) == 38
+    verify = next(op for op in OPERATIONS if op.name == "verify_license")
     assert not verify.needs_token
 
 

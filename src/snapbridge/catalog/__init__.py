@@ -3,6 +3,8 @@
 It drives the generic action runner, the generated docs (docs/catalog.md) and the HighLevel sandbox.
 """
 
+from snapbridge.catalog.decode import highlevel_error, highlevel_message
+from snapbridge.catalog.docs import describe, render_markdown
 from snapbridge.catalog.highlevel import AREAS as HIGHLEVEL_AREAS
 from snapbridge.catalog.highlevel import highlevel_operations, highlevel_rows
 from snapbridge.catalog.model import (
@@ -18,11 +20,21 @@ from snapbridge.catalog.model import (
     Trigger,
     TriggerSource,
 )
+from snapbridge.catalog.pagination import items_of, next_page_params
 from snapbridge.catalog.registry import APPS, all_records, counts, get_action, get_record, get_trigger, select
+from snapbridge.catalog.runner import (
+    ActionResult,
+    PreparedRequest,
+    iterate_action,
+    prepare_request,
+    run_action,
+    validate_params,
+)
 from snapbridge.catalog.triggers import DERIVED_TRIGGERS, GUMROAD_TRIGGERS, SNAPSHOTS_TRIGGERS
 
-__all__ = [  # noqa: RUF022 -- plain sorted(), the order test_architecture checks
+__all__ = [
     "APPS",
+    "ActionResult",
     "BodyEncoding",
     "DERIVED_TRIGGERS",
     "GUMROAD_TRIGGERS",
@@ -33,6 +45,7 @@ __all__ = [  # noqa: RUF022 -- plain sorted(), the order test_architecture check
     "Param",
     "ParamIn",
     "ParamType",
+    "PreparedRequest",
     "Record",
     "SNAPSHOTS_TRIGGERS",
     "TokenKind",
@@ -40,10 +53,20 @@ __all__ = [  # noqa: RUF022 -- plain sorted(), the order test_architecture check
     "TriggerSource",
     "all_records",
     "counts",
+    "describe",
     "get_action",
     "get_record",
     "get_trigger",
+    "highlevel_error",
+    "highlevel_message",
     "highlevel_operations",
     "highlevel_rows",
+    "items_of",
+    "iterate_action",
+    "next_page_params",
+    "prepare_request",
+    "render_markdown",
+    "run_action",
     "select",
+    "validate_params",
 ]

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import click
 
 from snapbridge import __version__
+from snapbridge.cli.connections import connect_group, connections_group
+from snapbridge.cli.logs import configure_logging
 from snapbridge.cli.sandbox import sandbox_command
 from snapbridge.errors import InvalidInput, SnapbridgeError
 
@@ -20,6 +22,8 @@ def cli() -> None:
     """Keep Gumroad and the Snapshots API in sync without writing code."""
 
 
+cli.add_command(connect_group)
+cli.add_command(connections_group)
 cli.add_command(sandbox_command)
 
 
@@ -37,6 +41,7 @@ def _causes(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; errors become one readable line and an exit code, never a traceback."""
     args = list(sys.argv[1:] if argv is None else argv)
+    configure_logging()
     try:
         result = cli.main(args=args, prog_name="snapbridge", standalone_mode=False)
     except click.exceptions.Abort:

@@ -6,9 +6,9 @@ from snapbridge.store.migrations import MIGRATIONS, Migration, applied_versions,
 from snapbridge.store.schema import metadata
 
 __all__ = [
-    "MIGRATIONS",
     "ConnectionRecord",
     "ConnectionStore",
+    "MIGRATIONS",
     "Migration",
     "applied_versions",
     "is_sqlite",

@@ -63,16 +63,16 @@ class Problem:
 class _StrictLoader(yaml.SafeLoader):
     """Safe YAML without anchors or aliases (no 'billion laughs') and without silently repeated keys."""
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             raise yaml.MarkedYAMLError(None, None, "anchors and aliases are not supported", event.start_mark)
-        return super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[object] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if isinstance(key, str) and key in seen:
                 raise yaml.MarkedYAMLError(None, None, f"key {key!r} appears twice", key_node.start_mark)
             seen.add(key)
@@ -150,7 +150,9 @@ class _Checker:
     def add(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))
 
-    def mapping(self, value: object, path: str, known: Sequence[str], what: str) -> Mapping[str, object] | None:
+    def mapping(
+        self, value: object, path: str, known: Sequence[str], what: str
+    ) -> Mapping[str, object] | None:
         if not isinstance(value, Mapping):
             self.add(path, f"{what} must be a mapping, got {_kind(value)}")
             return None
@@ -179,15 +181,15 @@ class _Checker:
             self.add(path, str(exc))
             return None
 
-    def references(self, compiled: CompiledMapping, path: str, spec: EventSpec | None,
+    def references(self, compiled: CompiledMapping, path: str, specs: Sequence[EventSpec],
                    earlier: Sequence[str], later: Sequence[str], allow_steps: bool) -> None:
         names = ("event", "profile", "steps") if allow_steps else ("event", "profile")
         for reference in compiled.references:
-            problem = _reference_problem(reference, spec, names, earlier, later)
+            problem = _reference_problem(reference, specs, names, earlier, later)
             if problem:
                 self.add(path, problem)
 
-    def value(self, value: object, path: str, spec: EventSpec | None, earlier: Sequence[str],
+    def value(self, value: object, path: str, specs: Sequence[EventSpec], earlier: Sequence[str],
               later: Sequence[str]) -> bool:
         """Check a literal or mapped value; True when it holds a template anywhere."""
         if isinstance(value, str):
@@ -195,7 +197,7 @@ class _Checker:
                 return False
             compiled = self.template(value, path)
             if compiled is not None:
-                self.references(compiled, path, spec, earlier, later, allow_steps=True)
+                self.references(compiled, path, specs, earlier, later, allow_steps=True)
             return True
         if isinstance(value, Mapping):
             found = False
@@ -203,12 +205,12 @@ class _Checker:
                 if not isinstance(key, str):
                     self.add(path, f"keys must be text, got {_kind(key)}")
                     continue
-                found = self.value(item, child_path(path, key), spec, earlier, later) or found
+                found = self.value(item, child_path(path, key), specs, earlier, later) or found
             return found
         if isinstance(value, list):
             found = False
             for index, item in enumerate(value):
-                found = self.value(item, f"{path}[{index}]", spec, earlier, later) or found
+                found = self.value(item, f"{path}[{index}]", specs, earlier, later) or found
             return found
         if value is None or isinstance(value, bool | int | float):
             return False
@@ -217,13 +219,15 @@ class _Checker:
         return False
 
 
-def _reference_problem(reference: ReferencePath, spec: EventSpec | None, names: Sequence[str],
+def _reference_problem(reference: ReferencePath, specs: Sequence[EventSpec], names: Sequence[str],
                        earlier: Sequence[str], later: Sequence[str]) -> str | None:
     root, rest = str(reference[0]), reference[1:]
     if root not in names:
         return f"unknown name {root!r}; known names: {', '.join(names)}"
     if root == "event":
-        return field_problem("event", spec.model, rest) if spec else None
+        # With several trigger events a field must exist in one of them; the first event's complaint is shown.
+        problems = [field_problem("event", spec.model, rest) for spec in specs]
+        return None if not problems or None in problems else problems[0]
     if root == "profile":
         return field_problem("profile", CustomerProfile, rest)
     if not rest:
@@ -239,33 +243,56 @@ def _reference_problem(reference: ReferencePath, spec: EventSpec | None, names: 
     return None
 
 
-def _check_trigger(checker: _Checker, data: Mapping[str, object]) -> EventSpec | None:
-    trigger = checker.mapping(data.get("trigger"), "trigger", _TRIGGER, "the trigger") \
-        if "trigger" in data else None
+def _event_names(checker: _Checker, trigger: Mapping[str, object]) -> list[tuple[str, str]]:
+    """(path, name) of each event the trigger names; problems for anything else."""
+    value = trigger.get("event")
+    if value is None:
+        checker.add("trigger.event", "is required")
+        return []
+    if isinstance(value, str):
+        return [("trigger.event", value)]
+    if not isinstance(value, list) or not value:
+        checker.add("trigger.event", f"must be an event type or a non-empty list of them, got {_kind(value)}")
+        return []
+    names: list[tuple[str, str]] = []
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            checker.add(f"trigger.event[{index}]", f"must be text, got {_kind(item)}")
+        elif item in [n for _, n in names]:
+            checker.add(f"trigger.event[{index}]", f"{item!r} is listed twice")
+        else:
+            names.append((f"trigger.event[{index}]", item))
+    return names
+
+
+def _check_trigger(checker: _Checker, data: Mapping[str, object]) -> tuple[EventSpec, ...]:
     if "trigger" not in data:
         checker.add("trigger", "is required")
+        return ()
+    trigger = checker.mapping(data["trigger"], "trigger", _TRIGGER, "the trigger")
     if trigger is None:
-        return None
+        return ()
     app = checker.text(trigger, "app", "trigger", required=True)
-    event = checker.text(trigger, "event", "trigger", required=True)
-    spec: EventSpec | None = None
+    names = _event_names(checker, trigger)
+    specs: list[EventSpec] = []
     if app is not None and app not in _APPS:
         checker.add("trigger.app", f"unknown app {app!r}; known apps: {', '.join(_APPS)}")
-    elif app is not None and event is not None:
-        try:
-            spec = event_spec(app, event)
-        except InvalidInput as exc:
-            checker.add("trigger.event", str(exc))
+    elif app is not None:
+        for path, name in names:
+            try:
+                specs.append(event_spec(app, name))
+            except InvalidInput as exc:
+                checker.add(path, str(exc))
     source = checker.text(trigger, "filter", "trigger", required=False)
     if source is not None:
         compiled = checker.template(source, "trigger.filter")
         if compiled is not None:
-            checker.references(compiled, "trigger.filter", spec, (), (), allow_steps=False)
-    return spec
+            checker.references(compiled, "trigger.filter", specs, (), (), allow_steps=False)
+    return tuple(specs)
 
 
 def _check_input(checker: _Checker, raw: object, path: str, action: ActionSpec | None,
-                 spec: EventSpec | None, earlier: Sequence[str], later: Sequence[str]) -> None:
+                 specs: Sequence[EventSpec], earlier: Sequence[str], later: Sequence[str]) -> None:
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
@@ -277,7 +304,7 @@ def _check_input(checker: _Checker, raw: object, path: str, action: ActionSpec |
         if action is not None and param is None:
             known = ", ".join(p.name for p in action.params) or "none"
             checker.add(where, f"unknown parameter of {action.name}; known parameters: {known}")
-        mapped = checker.value(value, where, spec, earlier, later)
+        mapped = checker.value(value, where, specs, earlier, later)
         if param is not None and not mapped and value is not None:
             problem = param_problem(param, value)
             if problem:
@@ -288,7 +315,7 @@ def _check_input(checker: _Checker, raw: object, path: str, action: ActionSpec |
                 checker.add(path, f"missing required parameter {param.name} ({_TYPE_NAMES[param.type]})")
 
 
-def _check_steps(checker: _Checker, data: Mapping[str, object], spec: EventSpec | None) -> None:
+def _check_steps(checker: _Checker, data: Mapping[str, object], specs: Sequence[EventSpec]) -> None:
     steps = data.get("steps")
     if steps is None:
         checker.add("steps", "is required")
@@ -305,7 +332,8 @@ def _check_steps(checker: _Checker, data: Mapping[str, object], spec: EventSpec 
         step_id = checker.text(step, "id", path, required=True)
         if step_id is not None:
             if not _STEP_ID.fullmatch(step_id):
-                checker.add(f"{path}.id", "must be 1-63 lower-case letters, digits or '_', starting with a letter")
+                checker.add(f"{path}.id", "must be 1-63 lower-case letters, digits or '_', starting with a "
+                            "letter")
             elif step_id in ids[:index]:
                 checker.add(f"{path}.id", f"{step_id!r} is already the id of steps[{ids.index(step_id)}]")
         action: ActionSpec | None = None
@@ -317,12 +345,12 @@ def _check_steps(checker: _Checker, data: Mapping[str, object], spec: EventSpec 
                 checker.add(f"{path}.action", str(exc))
         earlier = [str(i) for i in ids[:index] if isinstance(i, str)]
         later = [str(i) for i in ids[index:] if isinstance(i, str)]
-        _check_input(checker, step.get("input"), f"{path}.input", action, spec, earlier, later)
+        _check_input(checker, step.get("input"), f"{path}.input", action, specs, earlier, later)
         condition = checker.text(step, "condition", path, required=False)
         if condition is not None:
             compiled = checker.template(condition, f"{path}.condition")
             if compiled is not None:
-                checker.references(compiled, f"{path}.condition", spec, earlier, later, allow_steps=True)
+                checker.references(compiled, f"{path}.condition", specs, earlier, later, allow_steps=True)
 
 
 def _check_top(checker: _Checker, data: Mapping[str, object]) -> None:
@@ -341,7 +369,10 @@ def _pydantic_problems(exc: ValidationError) -> list[Problem]:
     for error in exc.errors():
         path = ""
         for part in error["loc"]:
-            path = f"{path}[{part}]" if isinstance(part, int) else child_path(path, part) if path else str(part)
+            if isinstance(part, int):
+                path = f"{path}[{part}]"
+            else:
+                path = child_path(path, part) if path else str(part)
         found.append(Problem(path, error["msg"]))
     return found
 
@@ -353,8 +384,8 @@ def check_workflow(data: object) -> tuple[Workflow | None, tuple[Problem, ...]]:
     if top is None:
         return None, tuple(checker.problems)
     _check_top(checker, top)
-    spec = _check_trigger(checker, top)
-    _check_steps(checker, top, spec)
+    specs = _check_trigger(checker, top)
+    _check_steps(checker, top, specs)
     if checker.problems:
         return None, tuple(checker.problems)
     try:

@@ -32,11 +32,18 @@ class TriggerSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     app: Literal["gumroad", "snapshots"]
-    event: str = Field(description="an event type of the app, e.g. purchase or location.updated")
+    event: str | tuple[str, ...] = Field(
+        description="an event type of the app (purchase, location.updated…) or a list of them; with a list, "
+        "each field a mapping reads must exist in at least one of the events",
+    )
     filter: str | None = Field(
         default=None, description="a mapping expression that must render true or false, e.g. "
         "\"{{ not event.sale.test }}\"; the workflow runs only when it is true",
     )
+
+    @property
+    def events(self) -> tuple[str, ...]:
+        return (self.event,) if isinstance(self.event, str) else self.event
 
 
 class Step(BaseModel):

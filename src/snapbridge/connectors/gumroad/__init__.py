@@ -38,7 +38,14 @@ from snapbridge.connectors.gumroad.models import (
     Subscriber,
     SubscriberStatus,
 )
-from snapbridge.connectors.gumroad.operations import ALL_OPERATIONS, ANY_SCOPE, Operation, Source, operation
+from snapbridge.connectors.gumroad.operations import (
+    ALL_OPERATIONS,
+    ANY_SCOPE,
+    OPERATIONS,
+    Operation,
+    Source,
+    operation,
+)
 from snapbridge.connectors.gumroad.pagination import next_page_params, params_from_next_page_url
 from snapbridge.connectors.gumroad.products import (
     CustomField,
@@ -79,6 +86,7 @@ __all__ = [
     "LicensePurchase",
     "LicenseResponse",
     "Money",
+    "OPERATIONS",
     "OfferCode",
     "OfferType",
     "Operation",

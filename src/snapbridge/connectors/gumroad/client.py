@@ -18,7 +18,7 @@ from snapbridge.connectors.gumroad.transport import Page, ParamValue, parse_mode
 from snapbridge.errors import InvalidInput
 from snapbridge.security import Secret
 
-__all__ = ["OPERATIONS", "GumroadClient"]
+__all__ = ["GumroadClient", "OPERATIONS"]
 
 def _resource_name(value: ResourceName | str) -> ResourceName:
     try:

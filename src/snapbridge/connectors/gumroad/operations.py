@@ -96,8 +96,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("rotate_license", "PUT", "/licenses/rotate", _EDIT, source=Source.CURL),
 )
 
-# The package exports the tuple under this name: "ALL_OPERATIONS" sorts first both for ruff (constants before
-# classes) and for the architecture test (plain sorted()), which disagree about where "OPERATIONS" goes.
+# An alias kept for the catalog, which imports it under this name.
 ALL_OPERATIONS = OPERATIONS
 
 _BY_NAME = {op.name: op for op in OPERATIONS}

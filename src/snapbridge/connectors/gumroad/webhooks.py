@@ -111,6 +111,10 @@ def needs_fetch(
     """The read that confirms this event, or None when the connection turned verification off."""
     if options is not None and not options.verify_by_fetch:
         return None
+    return _plan(event)
+
+
+def _plan(event: GumroadEvent) -> FetchPlan:
     if isinstance(event, SaleEvent):
         return FetchPlan(FetchTarget.SALE, event.sale_id, event.product_id)
     return FetchPlan(FetchTarget.SUBSCRIBER, event.subscription_id, event.product_id)
@@ -124,9 +128,7 @@ async def verify_by_fetch(
     WebhookRejected when Gumroad does not know it for this seller or it belongs to another product or seller.
     Delivery errors other than not-found (network, 5xx, auth) propagate, so the caller can retry later.
     """
-    plan = needs_fetch(event)
-    if plan is None:  # needs_fetch without options always plans a read
-        raise InvalidInput("nothing to fetch")
+    plan = _plan(event)
     try:
         truth: Sale | Subscriber = (
             await client.get_sale(plan.id)

@@ -30,6 +30,7 @@ from snapbridge.connectors.snapshots.models import (
     Probe,
 )
 from snapbridge.connectors.snapshots.pagination import next_page_params, page_size
+from snapbridge.connectors.snapshots.probe import PROBES, ScopeProbe, probe_scopes
 from snapbridge.connectors.snapshots.webhooks import (
     MAX_AGE,
     MAX_FUTURE_SKEW,
@@ -75,9 +76,11 @@ __all__ = [  # noqa: RUF022 -- plain sorted(), the order test_architecture check
     "OPERATIONS",
     "OnboardingStatus",
     "Operation",
+    "PROBES",
     "Page",
     "Probe",
     "SIGNATURE_HEADER",
+    "ScopeProbe",
     "SeenIds",
     "SnapshotsClient",
     "SnapshotsWebhookEvent",
@@ -91,6 +94,7 @@ __all__ = [  # noqa: RUF022 -- plain sorted(), the order test_architecture check
     "next_page_params",
     "page_size",
     "parse_webhook",
+    "probe_scopes",
     "unwrap",
     "verify_webhook",
 ]

@@ -112,15 +112,19 @@ def subscription_start(t: Tools, params: dict[str, Any]) -> Outcome:
         raise ScenarioError(f"no tier {tier_name!r}; known: {', '.join(v.name for v in tiers)}")
     email = t.opt_str(params, "email")
     past = [s for s in t.state.listed_sales() if s.buyer.email == email] if email else []
-    buyer = past[0].buyer if past else t.new_buyer(email, t.opt_str(params, "full_name"))
-    trial = params.get("free_trial") is True
+    if past:
+        buyer = past[0].buyer
+    else:
+        buyer = t.new_buyer(email, t.opt_str(params, "full_name"), t.opt_bool(params, "has_account"))
+    trial = t.opt_bool(params, "free_trial") is True
+    custom = t.opt_dict(params, "custom_fields")
     now = t.state.stamp()
     sub = Subscription(
         pk=t.state.next_pk(), id=t.state.ids.external_id(), numeric_id=t.state.ids.numeric_id(),
         product_id=product.id, email=buyer.email, user_id=buyer.purchaser_id, recurrence=recurrence,
         created_at=now, tier_id=tier.id if tier else None, price_cents=_price(t, product, tier, recurrence),
         free_trial_ends_at=now + timedelta(days=7) if trial else None,
-        custom_fields=t.sample_custom_fields(product),
+        custom_fields=t.sample_custom_fields(product) if custom is None else custom,
     )
     t.state.subscriptions[sub.id] = sub
     sale = _charge(t, sub, recurring=False, trial=trial, buyer=buyer)

@@ -33,10 +33,7 @@ def first_purchase(t: Tools, params: dict[str, Any]) -> Outcome:
     email = t.opt_str(params, "email")
     if email and t.known_email(email):
         raise ScenarioError(f"{email} has bought before; use repeat_purchase")
-    account = params.get("has_account")
-    if account is not None and not isinstance(account, bool):
-        raise ScenarioError("'has_account' must be true or false")
-    buyer = t.new_buyer(email, t.opt_str(params, "full_name"), account)
+    buyer = t.new_buyer(email, t.opt_str(params, "full_name"), t.opt_bool(params, "has_account"))
     product = t.product_param(params, default=t.pick(t.one_off_products()))
     return _purchase(t, product, buyer, params)
 
@@ -173,6 +170,9 @@ def bulk(t: Tools, params: dict[str, Any]) -> Outcome:
             name, outcome = "first_purchase", first_purchase(t, {})
         steps.append({"scenario": name, **outcome.result})
         events.extend(outcome.events)
+        for event in outcome.events:
+            t.exclude.update(i for i in (event.sale_id, event.subscription_id) if i)
+        t.exclude.update(str(outcome.result[k]) for k in ("sale_id", "subscription_id") if k in outcome.result)
     return Outcome({"count": len(events), "steps": steps}, events[:count])
 
 

@@ -47,7 +47,7 @@ from snapbridge.sandbox.snapshots.state import (
     StoredAnswer,
     fingerprint,
 )
-from snapbridge.sandbox.snapshots.validation import canonical, parse_body
+from snapbridge.sandbox.snapshots.validation import BodyError, canonical, parse_body
 from snapbridge.sandbox.snapshots.webhooks import WebhookSender
 
 __all__ = ["RAW_SEND", "SUPPORTED_VERSION", "ApiEndpoint", "Parts"]
@@ -251,7 +251,7 @@ def _request_fingerprint(op: Operation, call: Call) -> str:
     """Method, path and body; a JSON body is compared by meaning, anything else byte for byte."""
     try:
         body: Any = canonical(parse_body(call.body))
-    except Exception:
+    except BodyError:
         body = call.body.hex()
     text = f"{op.method} {call.url.path}\n{body}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

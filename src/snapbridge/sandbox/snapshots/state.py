@@ -109,6 +109,9 @@ class Location:
     def to_json(self) -> dict[str, Any]:
         return {
             "location_id": self.location_id,
+            # HighLevel's location object carries its agency (companyId, snapshots-api.md §4.1); a client
+            # probing a key reads the company it reached from here.
+            "company_id": self.company_id,
             "name": self.name,
             "timezone": self.timezone,
             "email": self.email,

@@ -1,0 +1,232 @@
+"""`snapbridge templates`, `snapbridge workflows` and `snapbridge run`: install, check, switch, try workflows.
+
+Installed workflows are YAML files in `<SNAPBRIDGE_HOME>/workflows/`, one per workflow, named after it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from snapbridge.config import Settings, load_settings
+from snapbridge.errors import InvalidInput
+from snapbridge.security import REDACTED
+from snapbridge.workflows import (
+    CustomerProfile,
+    Event,
+    Workflow,
+    event_spec,
+    format_plan,
+    load_template,
+    load_workflow,
+    parse_event,
+    plan_event,
+    template_names,
+    template_text,
+)
+
+__all__ = ["run_command", "templates_group", "workflows_group"]
+
+_ENABLED_LINE = re.compile(r"^enabled:[ \t]*\S+[ \t]*(#.*)?$", re.MULTILINE)
+_NAME_LINE = re.compile(r"^name:.*$", re.MULTILINE)
+
+
+def _folder(settings: Settings) -> Path:
+    return settings.home / "workflows"
+
+
+def _describe(workflow: Workflow) -> str:
+    events = ", ".join(workflow.trigger.events)
+    count = len(workflow.steps)
+    return f"{workflow.trigger.app} {events} → {count} step{'s' if count > 1 else ''}"
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _installed(settings: Settings, name: str) -> Path:
+    path = _folder(settings) / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in _folder(settings).glob("*.yaml"))) or "none"
+        raise InvalidInput(f"no installed workflow {name!r}; installed: {known}")
+    return path
+
+
+@click.group("templates")
+def templates_group() -> None:
+    """The starter workflows shipped with snapbridge."""
+
+
+@templates_group.command("list")
+def templates_list() -> None:
+    """List the starter templates."""
+    for name in template_names():
+        workflow = load_template(name)
+        click.echo(f"{name:24} {_describe(workflow)}")
+        click.echo(f"{'':24} {workflow.description}")
+
+
+@templates_group.command("show")
+@click.argument("name")
+def templates_show(name: str) -> None:
+    """Print a template's YAML."""
+    click.echo(template_text(name), nl=False)
+
+
+@templates_group.command("install")
+@click.argument("name", required=False)
+@click.option("--all", "install_all", is_flag=True, help="Install every template.")
+@click.option("--force", is_flag=True, help="Replace a workflow of the same name.")
+def templates_install(name: str | None, install_all: bool, force: bool) -> None:
+    """Copy a template (or all) into the installed workflows."""
+    if install_all == (name is not None):
+        raise click.UsageError("give a template NAME or --all")
+    settings = load_settings()
+    folder = _folder(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    for template in template_names() if install_all else (str(name),):
+        text = template_text(template)
+        target = folder / f"{template}.yaml"
+        if target.exists() and not force:
+            click.echo(f"{template}: already installed ({target}); --force replaces it")
+            continue
+        target.write_text(text, encoding="utf-8")
+        click.echo(f"{template}: installed ({target})")
+
+
+@click.group("workflows")
+def workflows_group() -> None:
+    """The installed workflows."""
+
+
+@workflows_group.command("list")
+def workflows_list() -> None:
+    """List installed workflows, enabled or not."""
+    settings = load_settings()
+    paths = sorted(_folder(settings).glob("*.yaml"))
+    if not paths:
+        click.echo(f"no workflows installed in {_folder(settings)}; try `snapbridge templates install --all`")
+    for path in paths:
+        try:
+            workflow = load_workflow(_read(path), path.name)
+        except InvalidInput as exc:
+            first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+            click.echo(f"{path.stem:24} INVALID   {first}")
+            continue
+        state = "enabled" if workflow.enabled else "disabled"
+        click.echo(f"{workflow.name:24} {state:9} {_describe(workflow)}")
+
+
+@workflows_group.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def workflows_validate(file: Path) -> None:
+    """Check a workflow file; every problem is printed with its path (exit code 2)."""
+    workflow = load_workflow(_read(file), file.name)
+    click.echo(f"{file.name}: ok: workflow {workflow.name}, {_describe(workflow)}")
+
+
+def _set_enabled(name: str, enabled: bool) -> None:
+    settings = load_settings()
+    path = _installed(settings, name)
+    text = _read(path)
+    line = f"enabled: {'true' if enabled else 'false'}"
+    if _ENABLED_LINE.search(text):
+        text = _ENABLED_LINE.sub(line, text, count=1)
+    elif _NAME_LINE.search(text):
+        text = _NAME_LINE.sub(lambda m: f"{m.group(0)}\n{line}", text, count=1)
+    else:
+        raise InvalidInput(f"{path.name} has no top-level name: line to put {line!r} after")
+    workflow = load_workflow(text, path.name)
+    path.write_text(text, encoding="utf-8")
+    click.echo(f"{workflow.name}: {'enabled' if workflow.enabled else 'disabled'}")
+
+
+@workflows_group.command("enable")
+@click.argument("name")
+def workflows_enable(name: str) -> None:
+    """Enable an installed workflow."""
+    _set_enabled(name, True)
+
+
+@workflows_group.command("disable")
+@click.argument("name")
+def workflows_disable(name: str) -> None:
+    """Disable an installed workflow."""
+    _set_enabled(name, False)
+
+
+def _resolve_workflow(settings: Settings, ref: str) -> Workflow:
+    """A workflow file path, an installed workflow's name, or a template's name, in that order."""
+    path = Path(ref)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        return load_workflow(_read(path), path.name)
+    installed = _folder(settings) / f"{ref}.yaml"
+    if installed.is_file():
+        return load_workflow(_read(installed), installed.name)
+    if ref in template_names():
+        return load_template(ref)
+    raise InvalidInput(f"no workflow file, installed workflow or template named {ref!r}; "
+                       f"templates: {', '.join(template_names())}")
+
+
+def _sample_profile(event: Event) -> CustomerProfile | None:
+    customer = getattr(event, "customer", None)
+    email = getattr(customer, "email", None)
+    if not isinstance(email, str):
+        return None
+    fields = {key: getattr(customer, key, None) for key in ("name", "plan", "purchaser_id", "country",
+                                                             "country_code")}
+    moment: datetime = event.occurred_at
+    return CustomerProfile.model_validate(
+        {"email": email, **{k: v for k, v in fields.items() if v is not None}, "first_seen_at": moment}
+    )
+
+
+def _load_event(workflow: Workflow, sample: str | None, event_file: Path | None) -> Event:
+    if event_file is not None:
+        try:
+            data = json.loads(_read(event_file))
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"{event_file.name}: not JSON: {exc.msg} (line {exc.lineno})") from None
+        if not isinstance(data, dict):
+            raise InvalidInput(f"{event_file.name}: an event is a JSON object")
+        return parse_event(data)
+    kind = sample or workflow.trigger.events[0]
+    return event_spec(workflow.trigger.app, kind).sample_event()
+
+
+@click.command("run")
+@click.argument("workflow")
+@click.option("--sample", "sample", metavar="EVENT_TYPE",
+              help="Use the sample event of this type (default: the trigger's first event type).")
+@click.option("--event", "event_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Use this event (JSON, as the event schemas describe) instead of a sample.")
+@click.option("--dry-run", is_flag=True, help="Print the exact requests; send nothing.")
+def run_command(workflow: str, sample: str | None, event_file: Path | None, dry_run: bool) -> int:
+    """Run a workflow once for a sample or given event ("run a test to verify data sync")."""
+    settings = load_settings()
+    chosen = _resolve_workflow(settings, workflow).model_copy(update={"enabled": True})
+    event = _load_event(chosen, sample, event_file)
+    plans = plan_event(event, _sample_profile(event), [chosen])
+    if not plans:
+        click.echo(f"the trigger or filter of {chosen.name} does not match {event.app.value} {event.type} "
+                   f"{event.id}; nothing would run")
+        return 0
+    if not dry_run:
+        # Live runs go through the catalog's action runner and the stored connections, which the pipeline
+        # wires; until then a live run would be a second, untested delivery path.
+        raise click.UsageError("live runs are not available yet; add --dry-run to see the requests")
+    base_urls = {"gumroad": settings.gumroad_base_url, "snapshots": settings.snapshots_base_url}
+    click.echo("dry run: nothing is sent")
+    for plan in plans:
+        click.echo("")
+        click.echo(format_plan(plan, base_urls, f"Bearer {REDACTED}"), nl=False)
+    return 1 if any(plan.error for plan in plans) else 0

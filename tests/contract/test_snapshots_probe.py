@@ -1,0 +1,35 @@
+"""Scope probing finds exactly the scopes a key holds and writes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from snapbridge.connectors.snapshots import PROBES, SnapshotsClient, probe_scopes
+from snapbridge.http import create_client
+from snapbridge.sandbox import Sandboxes
+from snapbridge.security import Secret
+
+ALL = set(PROBES)
+
+
+@pytest.fixture
+async def http(sandboxes: Sandboxes) -> AsyncIterator[httpx.AsyncClient]:
+    async with create_client(sandboxes.snapshots_url, allowed_hosts=("127.0.0.1",)) as client:
+        yield client
+
+
+@pytest.mark.parametrize("held", [ALL, ALL - {"saas/location.read"}, {"events.write"},
+                                  {"customers.write", "saas/location.write"}, set()])
+async def test_probe_reports_exactly_the_scopes_held(
+    sandboxes: Sandboxes, http: httpx.AsyncClient, held: set[str]
+) -> None:
+    key = sandboxes.snapshots.create_key(sorted(held))
+    before = len([e for e in sandboxes.snapshots.journal.entries() if e.status < 300 and e.method != "GET"])
+    found = await probe_scopes(SnapshotsClient(http, Secret(key.key), base_url=sandboxes.snapshots_url))
+    assert {scope for scope, ok in found.items() if ok} == held
+    assert set(found) == ALL
+    after = len([e for e in sandboxes.snapshots.journal.entries() if e.status < 300 and e.method != "GET"])
+    assert after == before, "a scope probe wrote something"
