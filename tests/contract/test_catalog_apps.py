@@ -9,6 +9,7 @@ a new record without a sample fails loudly, naming itself.
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -29,6 +30,7 @@ from snapbridge.catalog import (
     SNAPSHOTS_TRIGGERS,
     Operation,
     ParamIn,
+    ParamType,
     Trigger,
     TriggerSource,
     get_action,
@@ -277,10 +279,15 @@ async def _license(ctx: Ctx) -> dict[str, object]:
     return await ctx.license()
 
 
+async def _deletable_product(ctx: Ctx) -> dict[str, object]:
+    # The seed's draft product is not used by any other sample.
+    return {"product_id": await ctx.product("Draft Template")}
+
+
 SAMPLES: dict[str, Sample] = {
     "gumroad.products.list": _nothing,
     "gumroad.products.get": _product,
-    "gumroad.products.delete": _with(_nothing, product_id=None),  # replaced below: a product of its own
+    "gumroad.products.delete": _deletable_product,
     "gumroad.products.enable": _product,
     "gumroad.products.disable": _product,
     "gumroad.variant_categories.create": _with(_product, title="Colour"),
@@ -295,7 +302,7 @@ SAMPLES: dict[str, Sample] = {
     "gumroad.variants.list": _variant_category,
     "gumroad.offer_codes.list": _product,
     "gumroad.offer_codes.get": _offer_code,
-    "gumroad.offer_codes.create": _with(_product, name="WELCOME", amount_off=10, offer_type="percent",
+    "gumroad.offer_codes.create": _with(_product, name=unique("WELCOME"), amount_off=10, offer_type="percent",
                                         universal=False),
     "gumroad.offer_codes.update": _with(_offer_code, max_purchase_count=3),
     "gumroad.offer_codes.delete": _offer_code,
@@ -326,7 +333,8 @@ SAMPLES: dict[str, Sample] = {
     "snapshots.locations.create": _const(name=lambda: unique("Atelier"), timezone="Asia/Tokyo",
                                          external_id=lambda: unique("ext"), onboarding_status="pending"),
     "snapshots.locations.update": _with(_location, tier="gold", onboarding_status="active"),
-    "snapshots.events.create": _const(**{k: (lambda v=v: v) for k, v in _event().items()}),
+    "snapshots.events.create": _const(event_id=lambda: unique("evt"), type="purchase",
+                                      timestamp=lambda: datetime.now(UTC).isoformat(), data={"n": 1}),
     "snapshots.events.batch": _const(events=lambda: [_event(), _event()]),
     "snapshots.events.list": _const(type="purchase"),
     "snapshots.customers.upsert": _const(customer_id=lambda: unique("cust"), email="ada@example.com",
@@ -336,20 +344,16 @@ SAMPLES: dict[str, Sample] = {
 }
 
 
-async def _deletable_product(ctx: Ctx) -> dict[str, object]:
-    # The seed's draft product is not used by any other sample.
-    return {"product_id": await ctx.product("Draft Template")}
-
-
-SAMPLES["gumroad.products.delete"] = _deletable_product
-SAMPLES["snapshots.events.create"] = _const(event_id=lambda: unique("evt"), type="purchase",
-                                            timestamp=lambda: datetime.now(UTC).isoformat(), data={"n": 1})
-
-
 async def sample(ctx: Ctx, op: Operation) -> dict[str, object]:
     maker = SAMPLES.get(op.name)
     assert maker is not None, f"add a sample input for {op.name} to SAMPLES"
     return await maker(ctx)
+
+
+_PLAIN: dict[ParamType, object] = {
+    ParamType.STRING: "unknown", ParamType.INTEGER: 1, ParamType.NUMBER: 1.0, ParamType.BOOLEAN: True,
+    ParamType.ARRAY: [], ParamType.OBJECT: {},
+}
 
 
 def _plain(op: Operation) -> dict[str, object]:
@@ -357,7 +361,7 @@ def _plain(op: Operation) -> dict[str, object]:
     params: dict[str, object] = {}
     for param in op.params:
         if param.where is ParamIn.PATH or param.required:
-            params[param.name] = param.enum[0] if param.enum else "unknown"
+            params[param.name] = param.enum[0] if param.enum else _PLAIN[param.type]
     return params
 
 
@@ -458,7 +462,8 @@ FIRE: dict[str, tuple[str, Callable[[Ctx], Awaitable[dict[str, object]]]]] = {
     "LocationCreate": ("snapshots.locations.create",
                        _const(name=lambda: unique("Hooked"), timezone="UTC", external_id=lambda: unique("x"))),
     "LocationUpdate": ("snapshots.locations.update", _with(_location, tier="silver")),
-    "CustomerUpdate": ("snapshots.customers.upsert", _const(customer_id=lambda: unique("hook"), plan="basic")),
+    # A customer's creation sends nothing; a change to an existing one does.
+    "CustomerUpdate": ("snapshots.customers.upsert", _with(_customer, plan="basic")),
 }
 
 
@@ -475,8 +480,6 @@ async def test_snapshots_trigger_fires(apps: Apps, clients: Clients, trigger: Tr
         apps.snapshots.unsubscribe_all()
     event = verify_webhook(body, headers, apps.snapshots.webhook_public_key, datetime.now(UTC), InMemorySeenIds())
     assert event is not None
-    import json
-
     data = json.loads(body)
     assert data["type"] == trigger.event
     _check_payload(trigger, data)

@@ -27,7 +27,9 @@ def _product_id(sandbox: GumroadSandbox, name: str) -> str:
 # ---- subscribers ---------------------------------------------------------------------------------------
 
 
-def test_subscribers_lists_only_active_ones_without_paging(gumroad: tuple[GumroadSandbox, httpx.Client]) -> None:
+def test_subscribers_lists_only_active_ones_without_paging(
+    gumroad: tuple[GumroadSandbox, httpx.Client],
+) -> None:
     sandbox, client = gumroad
     for name in ("Ultimate Course", "Monthly Newsletter"):
         product_id = _product_id(sandbox, name)
@@ -58,7 +60,8 @@ def test_every_subscription_status_is_seeded_and_single_lookup_finds_ended_ones(
     ended = seen["cancelled"]
     assert ended["cancelled_at"] and ended["ended_at"] is None and ended["recurrence"] == "monthly"
     assert isinstance(ended["purchase_ids"], list) and ended["purchase_ids"]
-    assert client.get("/v2/subscribers/nope").json() == {"success": False, "message": "The subscriber was not found."}
+    missing = client.get("/v2/subscribers/nope").json()
+    assert missing == {"success": False, "message": "The subscriber was not found."}
 
 
 def test_subscriber_email_filter(gumroad: tuple[GumroadSandbox, httpx.Client]) -> None:
@@ -136,7 +139,7 @@ def test_user_fields_depend_on_scopes(gumroad: tuple[GumroadSandbox, httpx.Clien
 
 
 def test_resource_subscription_crud_for_all_eight_names() -> None:
-    with private_sandbox(0.001, seed=12) as (sandbox, client):
+    with private_sandbox(0.001, seed=12) as (_, client):
         made = {}
         for name in RESOURCE_NAMES:
             body = client.put("/v2/resource_subscriptions", data={"resource_name": name, "post_url": f"https://h.example/{name}"}).json()
@@ -149,7 +152,8 @@ def test_resource_subscription_crud_for_all_eight_names() -> None:
             assert listed == {"success": True, "resource_subscriptions": [made[name]]}
         gone = client.delete(f"/v2/resource_subscriptions/{made['sale']['id']}").json()
         assert gone == {"success": True, "message": "The resource_subscription was deleted successfully."}
-        assert client.get("/v2/resource_subscriptions", params={"resource_name": "sale"}).json()["resource_subscriptions"] == []
+        left = client.get("/v2/resource_subscriptions", params={"resource_name": "sale"}).json()
+        assert left["resource_subscriptions"] == []
         again = client.delete(f"/v2/resource_subscriptions/{made['sale']['id']}").json()
         assert again == {"success": False, "message": "The resource_subscription was not found."}
 
@@ -205,7 +209,8 @@ def test_listing_needs_a_valid_resource_name(gumroad: tuple[GumroadSandbox, http
 def test_the_real_localhost_rule_is_available_behind_a_setting(url: str, allowed: bool) -> None:
     with private_sandbox(0.001, seed=13) as (sandbox, client):
         data = {"resource_name": "sale", "post_url": url}
-        assert client.put("/v2/resource_subscriptions", data=data).json()["success"] is True  # default: allowed
+        # Allowed by default: tests and the demo run on loopback.
+        assert client.put("/v2/resource_subscriptions", data=data).json()["success"] is True
         sandbox.configure(allow_local_post_urls=False)
         body = client.put("/v2/resource_subscriptions", data=data).json()
         assert body["success"] is allowed
@@ -220,7 +225,8 @@ def test_only_the_creating_app_may_delete_but_every_app_is_listed() -> None:
         headers = {"Authorization": f"Bearer {other}"}
         theirs = client.put("/v2/resource_subscriptions", data={"resource_name": "sale", "post_url": "https://b.example/"},
                             headers=headers).json()
-        listed = client.get("/v2/resource_subscriptions", params={"resource_name": "sale"}, headers=headers).json()
+        listed = client.get("/v2/resource_subscriptions", params={"resource_name": "sale"},
+                            headers=headers).json()
         assert len(listed["resource_subscriptions"]) == 2
         only = client.get("/v2/resource_subscriptions", headers=headers,
                           params={"resource_name": "sale", "current_oauth_application_only": "true"}).json()

@@ -1,4 +1,4 @@
-"""Every one of the 42 endpoints: both ways to pass the token, 401 and 403 shapes, any-one-of scopes, envelope."""
+"""All 42 endpoints: both ways to pass the token, the 401 and 403 shapes, any-one-of scopes, the envelope."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ TABLE = [
     E("PUT", "/v2/products/{id}/disable", "/v2/products/{draft}/disable", EDIT),
     E("POST", VC, "/v2/products/{product}/variant_categories", EDIT, (("title", "Size"),)),
     E("GET", VC + "/{id}", "/v2/products/{product}/variant_categories/{category}", ANY),
-    E("PUT", VC + "/{id}", "/v2/products/{product}/variant_categories/{category}", EDIT, (("title", "Format"),)),
+    E("PUT", VC + "/{id}", "/v2/products/{product}/variant_categories/{category}", EDIT,
+      (("title", "Format"),)),
     E("DELETE", VC + "/{id}", "/v2/products/{product}/variant_categories/{spare_category}", EDIT),
     E("GET", VC, "/v2/products/{product}/variant_categories", ANY),
     E("POST", V, "/v2/products/{product}/variant_categories/{category}/variants", EDIT, (("name", "Krita"),)),
@@ -110,11 +111,14 @@ def box() -> Iterator[tuple[GumroadSandbox, httpx.Client, dict[str, str]]]:
         spare_variant = client.post(
             f"/v2/products/{brushes.id}/variant_categories/{category.id}/variants", data={"name": "Spare"}
         )
-        spare_code = client.post(f"/v2/products/{brushes.id}/offer_codes", data={"name": "SPARE", "amount_off": "5"})
+        spare_code = client.post(f"/v2/products/{brushes.id}/offer_codes",
+                                 data={"name": "SPARE", "amount_off": "5"})
         hook = client.put("/v2/resource_subscriptions", data={"resource_name": "refund", "post_url": "https://e.x/h"})
         licenses = [
             lic for lic in state.licenses.values()
-            if lic.product_id == brushes.id and not lic.disabled and not state.sales[lic.sale_id].access_revoked
+            if lic.product_id == brushes.id
+            and not lic.disabled
+            and not state.sales[lic.sale_id].access_revoked
         ]
         sale = next(s for s in state.listed_sales() if s.price_cents > 0 and not s.ever_refunded)
         ids = {
@@ -242,7 +246,8 @@ def test_the_header_wins_over_the_parameter(box: tuple[GumroadSandbox, httpx.Cli
 
 def test_bearer_token_parameter_is_accepted(box: tuple[GumroadSandbox, httpx.Client, dict[str, str]]) -> None:
     sandbox, client, _ = box
-    response = client.get("/v2/user", params={"bearer_token": sandbox.access_token}, headers={"Authorization": ""})
+    params = {"bearer_token": sandbox.access_token}
+    response = client.get("/v2/user", params=params, headers={"Authorization": ""})
     assert response.status_code == 200
 
 
@@ -257,7 +262,9 @@ def test_license_verify_needs_no_token(box: tuple[GumroadSandbox, httpx.Client, 
     assert response.json()["success"] is True
 
 
-def test_the_journal_records_requests_without_tokens(box: tuple[GumroadSandbox, httpx.Client, dict[str, str]]) -> None:
+def test_the_journal_records_requests_without_tokens(
+    box: tuple[GumroadSandbox, httpx.Client, dict[str, str]],
+) -> None:
     sandbox, client, _ = box
     client.get("/v2/user")
     entry = sandbox.journal.entries(path="/v2/user")[-1]
@@ -265,9 +272,10 @@ def test_the_journal_records_requests_without_tokens(box: tuple[GumroadSandbox, 
     assert entry.api_key and sandbox.access_token not in str(entry.to_json())
 
 
+JSON = "application/json"
 MALFORMED: list[tuple[str, str, dict[str, Any]]] = [
-    ("POST", "/v2/licenses/verify", {"content": b"{not json", "headers": {"Content-Type": "application/json"}}),
-    ("GET", "/v2/sales", {"content": b"[1,2", "headers": {"Content-Type": "application/json"}}),
+    ("POST", "/v2/licenses/verify", {"content": b"{not json", "headers": {"Content-Type": JSON}}),
+    ("GET", "/v2/sales", {"content": b"[1,2", "headers": {"Content-Type": JSON}}),
     ("GET", "/v2/sales", {"json": {"email": ["a", "b"]}}),
     ("GET", "/v2/sales", {"json": {"before": 20240101}}),
     ("GET", "/v2/sales", {"json": {"order_id": 5}}),

@@ -46,7 +46,8 @@ def test_sales_figures_only_with_view_sales(box: Box) -> None:
     full = _product(client, "Pixel Brushes Pack")
     assert isinstance(full["sales_count"], int) and isinstance(full["sales_usd_cents"], int)
     public = sandbox.create_token(["view_public"])
-    slim = client.get(f"/v2/products/{full['id']}", headers={"Authorization": f"Bearer {public}"}).json()["product"]
+    headers = {"Authorization": f"Bearer {public}"}
+    slim = client.get(f"/v2/products/{full['id']}", headers=headers).json()["product"]
     assert "sales_count" not in slim and "sales_usd_cents" not in slim
 
 
@@ -71,7 +72,7 @@ def test_products_can_be_paged_behind_a_setting() -> None:
 
 
 def test_product_by_permalink_disable_enable_and_delete(box: Box) -> None:
-    sandbox, client = box
+    _, client = box
     draft = _product(client, "Draft Template")
     by_id = client.get(f"/v2/products/{draft['id']}").json()["product"]
     short = str(by_id["short_url"]).rsplit("/", 1)[1]
@@ -100,7 +101,7 @@ def test_product_by_permalink_disable_enable_and_delete(box: Box) -> None:
     ],
 )
 def test_not_found_is_200_with_the_object_name(box: Box, method: str, path: str, message: str) -> None:
-    sandbox, client = box
+    _, client = box
     brushes = _product(client, "Pixel Brushes Pack")
     category = client.get(f"/v2/products/{brushes['id']}/variant_categories").json()["variant_categories"][0]
     response = client.request(method, path.format(p=brushes["id"], c=category["id"]))
@@ -114,11 +115,14 @@ def test_variant_category_and_variant_lifecycle(box: Box) -> None:
     base = f"/v2/products/{pid}/variant_categories"
     category = client.post(base, data={"title": "Paper"}).json()["variant_category"]
     assert category["title"] == "Paper"
-    assert client.put(f"{base}/{category['id']}", data={"title": "Paper type"}).json()["variant_category"]["title"] == "Paper type"
+    renamed = client.put(f"{base}/{category['id']}", data={"title": "Paper type"}).json()
+    assert renamed["variant_category"]["title"] == "Paper type"
     variants = f"{base}/{category['id']}/variants"
-    made = client.post(variants, data={"name": "Dotted", "price_difference_cents": "250", "max_purchase_count": "9"})
+    made = client.post(variants, data={"name": "Dotted", "price_difference_cents": "250",
+                                       "max_purchase_count": "9"})
     variant = made.json()["variant"]
-    assert (variant["name"], variant["price_difference_cents"], variant["max_purchase_count"]) == ("Dotted", 250, 9)
+    shape = (variant["name"], variant["price_difference_cents"], variant["max_purchase_count"])
+    assert shape == ("Dotted", 250, 9)
     blank = client.post(variants, data={"price_difference_cents": "1"}).json()
     assert blank == {"success": False, "message": "Name can't be blank"}
     changed = client.put(f"{variants}/{variant['id']}", data={"description": "5 mm grid"}).json()["variant"]
@@ -127,7 +131,8 @@ def test_variant_category_and_variant_lifecycle(box: Box) -> None:
     assert client.delete(f"{variants}/{variant['id']}").json() == {
         "success": True, "message": "The variant was deleted successfully."}
     assert client.get(variants).json()["variants"] == []
-    assert client.delete(f"{base}/{category['id']}").json()["message"] == "The variant_category was deleted successfully."
+    gone = client.delete(f"{base}/{category['id']}").json()
+    assert gone["message"] == "The variant_category was deleted successfully."
     assert category["id"] not in [c["id"] for c in client.get(base).json()["variant_categories"]]
 
 
@@ -138,7 +143,8 @@ def test_offer_codes_include_universal_ones_and_validate(box: Box) -> None:
     codes = {c["name"]: c for c in client.get(base).json()["offer_codes"]}
     assert codes["WELCOME"]["universal"] is True and codes["WELCOME"]["percent_off"] == 20
     missing = client.post(base, data={"name": "NOPE"}).json()
-    assert missing["success"] is False and missing["message"].startswith("You are missing required offer code")
+    assert missing["success"] is False
+    assert missing["message"].startswith("You are missing required offer code")
     cents = client.post(base, data={"name": "MINUS3", "amount_off": "300"}).json()["offer_code"]
     assert cents["amount_cents"] == 300 and cents["universal"] is False and "percent_off" not in cents
     percent = client.post(base, data={"name": "HALF", "amount_off": "50", "offer_type": "percent",
@@ -149,7 +155,8 @@ def test_offer_codes_include_universal_ones_and_validate(box: Box) -> None:
     assert client.post(base, data={"name": "MINUS3", "amount_off": "1"}).json()["success"] is False
     updated = client.put(f"{base}/{cents['id']}", data={"max_purchase_count": "7", "name": "IGNORED"}).json()
     assert updated["offer_code"]["max_purchase_count"] == 7 and updated["offer_code"]["name"] == "MINUS3"
-    assert client.delete(f"{base}/{cents['id']}").json()["message"] == "The offer_code was deleted successfully."
+    gone = client.delete(f"{base}/{cents['id']}").json()
+    assert gone["message"] == "The offer_code was deleted successfully."
     assert "MINUS3" not in {c["name"] for c in client.get(base).json()["offer_codes"]}
 
 
@@ -157,14 +164,16 @@ def test_custom_fields_are_addressed_by_name(box: Box) -> None:
     _, client = box
     pid = _product(client, "Retro Font")["id"]
     base = f"/v2/products/{pid}/custom_fields"
-    made = client.post(base, data={"label": "Use / purpose [short]", "required": "true"}).json()["custom_field"]
+    made = client.post(base, data={"label": "Use / purpose [short]", "required": "true"})
+    made = made.json()["custom_field"]
     assert made["name"] == "Use / purpose [short]" and made["required"] is True and made["type"] == "text"
     path = f"{base}/{quote(made['name'], safe='')}"
     assert client.put(path, data={"required": "false"}).json()["custom_field"]["required"] is False
     assert client.put(path).json()["success"] is True  # nothing to change is a success
     assert client.post(base, data={"required": "true"}).json() == {
         "success": False, "message": "The custom_field was unable to be created."}
-    assert client.delete(path).json() == {"success": True, "message": "The custom_field was deleted successfully."}
+    gone = client.delete(path).json()
+    assert gone == {"success": True, "message": "The custom_field was deleted successfully."}
     assert made["name"] not in {f["name"] for f in client.get(base).json()["custom_fields"]}
 
 
@@ -174,6 +183,7 @@ def test_deleting_a_shared_custom_field_only_detaches_it(box: Box) -> None:
     newsletter = _product(client, "Monthly Newsletter")["id"]
     path = f"/v2/products/{course}/custom_fields/{quote('Discord handle')}"
     assert client.delete(path).json()["success"] is True
-    assert "Discord handle" not in {f["name"] for f in client.get(f"/v2/products/{course}/custom_fields").json()["custom_fields"]}
+    left = client.get(f"/v2/products/{course}/custom_fields").json()["custom_fields"]
+    assert "Discord handle" not in {f["name"] for f in left}
     kept = client.get(f"/v2/products/{newsletter}/custom_fields").json()["custom_fields"]
     assert [f["products"] for f in kept if f["name"] == "Discord handle"] == [[newsletter]]

@@ -43,7 +43,8 @@ def test_to_params_follows_httparty(case: str, payload: dict[str, Any], expected
 
 BRACKET_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("bracket in a top-level key", {"Size [cm]": "40"}, "Size%20%255Bcm%255D=40"),
-    ("bracket in a nested key", {"custom_fields": {"Size [cm]": "40"}}, "custom_fields%5BSize%20%255Bcm%255D%5D=40"),
+    ("bracket in a nested key", {"custom_fields": {"Size [cm]": "40"}},
+     "custom_fields%5BSize%20%255Bcm%255D%5D=40"),
     ("plain keys untouched", {"custom_fields": {"Company": "Acme"}}, "custom_fields%5BCompany%5D=Acme"),
 ]
 
@@ -76,7 +77,9 @@ NEXT_PAGE_CASES = [
 
 
 @pytest.mark.parametrize(("path", "query", "key", "expected"), NEXT_PAGE_CASES)
-def test_next_page_url_drops_token_and_page_and_sorts_keys(path: str, query: str, key: str, expected: str) -> None:
+def test_next_page_url_drops_token_and_page_and_sorts_keys(
+    path: str, query: str, key: str, expected: str
+) -> None:
     assert next_page_url(path, query, key) == expected
 
 

@@ -31,7 +31,9 @@ def _usable(sandbox: GumroadSandbox, product_name: str) -> License:
     state = sandbox.state
     return next(
         lic for lic in _licenses(sandbox, product_name)
-        if not lic.disabled and not state.sales[lic.sale_id].access_revoked and not state.sales[lic.sale_id].subscription_id
+        if not lic.disabled
+        and not state.sales[lic.sale_id].access_revoked
+        and not state.sales[lic.sale_id].subscription_id
     )
 
 
@@ -49,7 +51,8 @@ def test_verify_counts_uses_unless_told_not_to(box: Box) -> None:
     purchase = body["purchase"]
     assert purchase["sale_id"] == purchase["id"] == lic.sale_id
     assert purchase["license_key"] == lic.serial
-    assert isinstance(purchase["variants"], str) and purchase["variants"].startswith("(")  # the old display string
+    # `variants` is the old display string here, and custom fields a list of "name: value" strings.
+    assert isinstance(purchase["variants"], str) and purchase["variants"].startswith("(")
     assert isinstance(purchase["custom_fields"], list)  # "name: value" strings
     assert all(": " in item for item in purchase["custom_fields"])
     assert purchase["refunded"] is False and purchase["chargebacked"] is False

@@ -92,7 +92,8 @@ def test_membership_lifecycle(box: Box) -> None:
 
     ended = _run(client, "subscription_end", subscription_id=sub_id)
     assert _subscriber(client, sub_id)["status"] == "cancelled" and ended["ended_reason"] == "cancelled"
-    assert sub_id not in [s["id"] for s in client.get(f"/v2/products/{product}/subscribers").json()["subscribers"]]
+    active = client.get(f"/v2/products/{product}/subscribers").json()["subscribers"]
+    assert sub_id not in [s["id"] for s in active]
 
     restarted = _run(client, "subscription_restart", subscription_id=sub_id)
     assert _subscriber(client, sub_id)["status"] == "alive"
@@ -142,7 +143,8 @@ def test_test_and_gift_purchases_are_fetched_but_not_listed(box: Box) -> None:
     assert test["sale_id"] not in listed and gift["giftee_sale_id"] not in listed
     assert gift["sale_id"] in listed
     assert _sale(client, gift["giftee_sale_id"])["is_gift_receiver_purchase"] is True
-    assert [e["sale_id"] for e in gift["events"]] == [gift["giftee_sale_id"]]  # only the giftee side is pinged
+    # Only the giftee's side is pinged.
+    assert [e["sale_id"] for e in gift["events"]] == [gift["giftee_sale_id"]]
 
 
 def test_bulk_emits_n_events_each_posted_once() -> None:
@@ -150,7 +152,8 @@ def test_bulk_emits_n_events_each_posted_once() -> None:
     try:
         with private_sandbox(0.001, seed=42) as (sandbox, client):
             for name in RESOURCE_NAMES:
-                client.put("/v2/resource_subscriptions", data={"resource_name": name, "post_url": receiver.url("bulk")})
+                data = {"resource_name": name, "post_url": receiver.url("bulk")}
+                client.put("/v2/resource_subscriptions", data=data)
             made = _run(client, "bulk", count=40)
             assert made["count"] == 40 and len(made["events"]) == 40
             kinds = {e["resource_name"] for e in made["events"]}
@@ -200,8 +203,9 @@ def test_the_scenario_body_must_be_a_json_object(box: Box) -> None:
 def test_settings_ping_url_tokens_journal_and_info() -> None:
     with private_sandbox(0.001, seed=43) as (sandbox, client):
         assert client.get("/_sandbox/settings").json()["allow_local_post_urls"] is True
-        changed = client.post("/_sandbox/settings", json={"duplicate_deliveries": True, "retry_delays_seconds": [1, 2]})
-        assert changed.json()["duplicate_deliveries"] is True and changed.json()["retry_delays_seconds"] == [1.0, 2.0]
+        wanted = {"duplicate_deliveries": True, "retry_delays_seconds": [1, 2]}
+        changed = client.post("/_sandbox/settings", json=wanted).json()
+        assert changed["duplicate_deliveries"] is True and changed["retry_delays_seconds"] == [1.0, 2.0]
         assert sandbox.settings.duplicate_deliveries is True
         assert client.post("/_sandbox/settings", json={"no_such_switch": True}).status_code == 400
         assert client.post("/_sandbox/settings", json={"out_of_order": "yes"}).status_code == 400
@@ -217,8 +221,8 @@ def test_settings_ping_url_tokens_journal_and_info() -> None:
         headers = {"Authorization": f"Bearer {token['access_token']}"}
         assert client.get("/v2/sales", headers=headers).status_code == 200
         assert client.get("/v2/payouts", headers=headers).status_code == 403
-        assert client.post("/_sandbox/tokens/revoke", json={"access_token": token["access_token"]}).json() == {
-            "revoked": True}
+        revoked = client.post("/_sandbox/tokens/revoke", json={"access_token": token["access_token"]})
+        assert revoked.json() == {"revoked": True}
         assert client.get("/v2/sales", headers=headers).status_code == 401
 
         entries = client.get("/_sandbox/journal").json()["entries"]

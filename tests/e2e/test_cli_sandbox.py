@@ -17,7 +17,8 @@ def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 20.0) ->
     deadline = time.monotonic() + timeout
     while not path.exists() or not path.read_text(encoding="utf-8").strip():
         if proc.poll() is not None:
-            raise AssertionError(f"sandbox exited early with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
+            err = proc.stderr.read() if proc.stderr else ""
+            raise AssertionError(f"sandbox exited early with {proc.returncode}: {err}")
         if time.monotonic() > deadline:
             raise AssertionError("sandbox did not write its info file in time")
         time.sleep(0.05)

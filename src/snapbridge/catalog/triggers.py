@@ -121,7 +121,7 @@ SNAPSHOTS_TRIGGERS: tuple[Trigger, ...] = (
                                                                                   *_LOCATION_FIELDS),
             notes=_NO_SCOPE),
     Trigger(app="snapshots", name="snapshots.customers.updated", event="CustomerUpdate",
-            source=TriggerSource.WEBHOOK, summary="A customer was created or updated",
+            source=TriggerSource.WEBHOOK, summary="A customer's fields changed (a creation sends none)",
             fields=(*_WEBHOOK_ENVELOPE, *_CUSTOMER_FIELDS), notes=_NO_SCOPE),
 )
 

@@ -227,7 +227,14 @@ def _reference_problem(reference: ReferencePath, specs: Sequence[EventSpec], nam
     if root == "event":
         # With several trigger events a field must exist in one of them; the first event's complaint is shown.
         problems = [field_problem("event", spec.model, rest) for spec in specs]
-        return None if not problems or None in problems else problems[0]
+        if not problems or None in problems:
+            return None
+        if len(specs) == 1:
+            return problems[0]
+        where = "event"
+        for key in rest:
+            where = child_path(where, key)
+        return f"{where} is a field of none of the trigger's events ({', '.join(s.name for s in specs)})"
     if root == "profile":
         return field_problem("profile", CustomerProfile, rest)
     if not rest:
@@ -305,7 +312,8 @@ def _check_input(checker: _Checker, raw: object, path: str, action: ActionSpec |
             known = ", ".join(p.name for p in action.params) or "none"
             checker.add(where, f"unknown parameter of {action.name}; known parameters: {known}")
         mapped = checker.value(value, where, specs, earlier, later)
-        if param is not None and not mapped and value is not None:
+        plain = isinstance(value, str | bool | int | float | list | Mapping)
+        if param is not None and not mapped and plain:
             problem = param_problem(param, value)
             if problem:
                 checker.add(where, problem)

@@ -356,7 +356,7 @@ def _statement_name(node: nodes.Node) -> str:
     return _STATEMENT_NAMES.get(type(node), type(node).__name__.lower())
 
 
-def _check_tree(tree: nodes.Template, env: _Environment) -> list[str]:
+def _check_tree(tree: nodes.Template, env: _Environment, multiline: bool) -> list[str]:
     """Every reason the template is refused, in source order."""
     problems: list[str] = []
     limit = env.limits.max_nesting
@@ -366,10 +366,13 @@ def _check_tree(tree: nodes.Template, env: _Environment) -> list[str]:
         if depth > limit:
             problems.append(f"expressions are nested deeper than {limit} levels")
             return
-        line = f"line {node.lineno}: " if getattr(node, "lineno", None) else ""
+        line = f"line {node.lineno}: " if multiline and getattr(node, "lineno", None) else ""
         if not isinstance(node, _ALLOWED_NODES):
             problems.append(f"{line}'{{% {_statement_name(node)} %}}' is not allowed in a mapping")
             return
+        if isinstance(node, nodes.Getattr | nodes.Getitem):
+            # The object first, so `a.__class__.__mro__` names `__class__`, the first offence, first.
+            visit(node.node, depth + 1)
         if isinstance(node, nodes.For) and node.recursive:
             problems.append(f"{line}recursive loops are not allowed in a mapping")
         elif isinstance(node, nodes.Name) and node.name.startswith("_"):
@@ -390,7 +393,8 @@ def _check_tree(tree: nodes.Template, env: _Environment) -> list[str]:
         if isinstance(node, nodes.Filter | nodes.Test | nodes.Call) and (node.dyn_args or node.dyn_kwargs):
             problems.append(f"{line}arguments cannot be unpacked with * or ** in a mapping")
         for child in node.iter_child_nodes():
-            visit(child, depth + 1)
+            if not (isinstance(node, nodes.Getattr | nodes.Getitem) and child is node.node):
+                visit(child, depth + 1)
 
     visit(tree, 0)
     return list(dict.fromkeys(problems))
@@ -531,7 +535,7 @@ class MappingEngine:
             raise InvalidInput(f"syntax error in line {exc.lineno}: {exc.message}") from None
         except RecursionError:
             raise InvalidInput("the mapping is nested too deeply") from None
-        problems = _check_tree(tree, self._text_env)
+        problems = _check_tree(tree, self._text_env, multiline="\n" in source.strip())
         if problems:
             raise InvalidInput("; ".join(problems))
         native = _is_single_expression(tree)

@@ -3,4 +3,10 @@
 from snapbridge.sandbox.highlevel.app import HighLevelSandbox, handler_for
 from snapbridge.sandbox.highlevel.call import AUTH_CLASS_MESSAGE, LOCATION_MESSAGE, SCOPE_MESSAGE
 
-__all__ = ["AUTH_CLASS_MESSAGE", "LOCATION_MESSAGE", "SCOPE_MESSAGE", "HighLevelSandbox", "handler_for"]
+__all__ = [  # noqa: RUF022 -- plain sorted(), the order test_architecture checks
+    "AUTH_CLASS_MESSAGE",
+    "HighLevelSandbox",
+    "LOCATION_MESSAGE",
+    "SCOPE_MESSAGE",
+    "handler_for",
+]
