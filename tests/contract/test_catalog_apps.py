@@ -8,6 +8,7 @@ a new record without a sample fails loudly, naming itself.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import threading
@@ -41,7 +42,7 @@ from snapbridge.catalog import (
 from snapbridge.connectors.gumroad import fold_form
 from snapbridge.connectors.gumroad import parse_webhook as parse_gumroad
 from snapbridge.connectors.snapshots import InMemorySeenIds, verify_webhook
-from snapbridge.errors import AuthFailed, NotFound, ScopeMissing
+from snapbridge.errors import AuthFailed, DeliveryError, NotFound, Retryable, ScopeMissing
 from snapbridge.http import create_client
 from snapbridge.sandbox.gumroad import GumroadSandbox
 from snapbridge.sandbox.server import ServerThread
@@ -64,18 +65,24 @@ def unique(prefix: str) -> str:
 
 
 class Receiver:
-    """A webhook receiver on loopback that keeps every POST it gets."""
+    """A receiver on loopback that keeps every request it gets (webhooks, and the runner's own requests)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.posts: list[tuple[str, dict[str, str], bytes]] = []
-        self.app = Starlette(routes=[Route("/{path:path}", self._take, methods=["POST"])])
+        methods = ["GET", "POST", "PUT", "DELETE"]
+        self.app = Starlette(routes=[Route("/{path:path}", self._take, methods=methods)])
 
     async def _take(self, request: Request) -> Response:
         body = await request.body()
         with self._lock:
             self.posts.append((request.url.path, dict(request.headers), body))
         return Response(status_code=200)
+
+    def headers_under(self, prefix: str) -> dict[str, str]:
+        """The headers of the request that reached a path under `prefix` (it has arrived: the call returned)."""
+        with self._lock:
+            return next(h for p, h, _ in self.posts if p.startswith(prefix))
 
     def wait_for(self, path: str, match: Callable[[dict[str, str], bytes], bool],
                  timeout: float = 10.0) -> tuple[dict[str, str], bytes]:
@@ -432,8 +439,9 @@ SCENARIOS = {
 
 
 def _check_payload(trigger: Trigger, payload: dict[str, object]) -> None:
-    schema = trigger.payload_schema()
-    missing = [name for name in schema["required"] if name not in payload]  # type: ignore[union-attr]
+    required = [f.name for f in trigger.fields if f.required]
+    assert trigger.payload_schema()["required"] == required
+    missing = [name for name in required if name not in payload]
     assert not missing, f"{trigger.name}: payload lacks {missing}"
 
 
@@ -485,3 +493,53 @@ async def test_snapshots_trigger_fires(apps: Apps, clients: Clients, trigger: Tr
     _check_payload(trigger, data)
     key = "location_id" if "location" in action else "customer_id"
     assert data[key] == payload[key]
+
+
+# ---- what the runner adds: idempotency keys and typed retryable errors --------------------------------------
+
+
+async def test_a_repeated_write_with_the_same_key_is_applied_once(apps: Apps, clients: Clients) -> None:
+    op = get_action("snapshots.customers.upsert")
+    token = Secret(apps.snapshots.create_key({"customers.write"}).key)
+    customer_id = unique("idem")
+    params: dict[str, object] = {"customer_id": customer_id, "plan": "pro"}
+    first = await run_action(op, params, http=clients.snapshots, credential=token, idempotency_key="evt_9:step_0")
+    second = await run_action(op, params, http=clients.snapshots, credential=token, idempotency_key="evt_9:step_0")
+    assert (first.replayed, second.replayed) == (False, True)
+    assert second.payload == first.payload
+    assert apps.snapshots.writes_to(customer_id) == 1
+
+
+@pytest.mark.parametrize(("name", "params", "expected"), [
+    ("snapshots.customers.upsert", {"customer_id": "c1", "plan": "pro"},
+     {"idempotency-key": "k-1", "version": "2021-07-28", "content-type": "application/json"}),
+    ("snapshots.customers.get", {"customer_id": "c1"}, {"idempotency-key": None, "version": "2021-07-28"}),
+    ("gumroad.sales.refund", {"sale_id": "s1", "amount_cents": 5},
+     {"idempotency-key": None, "version": None, "content-type": "application/x-www-form-urlencoded"}),
+    ("highlevel.contacts.upsert", {"locationId": "l1", "email": "a@example.com"},
+     {"idempotency-key": None, "version": "2021-07-28", "content-type": "application/json"}),
+])
+async def test_the_wire_headers_of_each_app(apps: Apps, name: str, params: dict[str, object],
+                                            expected: dict[str, str | None]) -> None:
+    path = f"/wire/{unique('h')}"
+    async with create_client(apps.receiver_url + path, allowed_hosts=("127.0.0.1",)) as client:
+        # The receiver's bare 200 is no valid answer of any app; only the request it saw matters here.
+        with contextlib.suppress(DeliveryError):
+            await run_action(get_action(name), params, http=client, credential=Secret("pit-wire"),
+                             idempotency_key="k-1")
+    headers = apps.receiver.headers_under(path)
+    assert headers["authorization"] == "Bearer pit-wire"
+    for key, value in expected.items():
+        assert headers.get(key) == value if value is None else headers[key].startswith(value), key
+
+
+async def test_a_rate_limited_call_is_retryable_with_its_wait(apps: Apps, clients: Clients) -> None:
+    apps.snapshots.set_faults(storm_requests=1)
+    try:
+        with pytest.raises(Retryable) as caught:
+            await run_action(get_action("snapshots.locations.list"), {}, http=clients.snapshots,
+                             credential=Secret(apps.snapshots.create_key(SNAPSHOTS_SCOPES).key),
+                             idempotency_key=None)
+    finally:
+        apps.snapshots.clear_faults()
+    assert caught.value.status == 429 and caught.value.retry_after is not None

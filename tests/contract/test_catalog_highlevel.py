@@ -499,3 +499,29 @@ async def test_saas_locations_follow_page(highlevel: HighLevelSandbox, http: htt
                                              credential=Secret(highlevel.agency_token))]
     assert pages[-1].body["pagination"]["hasNext"] is False  # type: ignore[index]
     assert all(item["companyId"] == highlevel.company_id for p in pages for item in p.payload)  # type: ignore
+
+
+# ---- the sandbox's own surface ------------------------------------------------------------------------------
+
+
+async def test_tokens_can_be_minted_over_http(highlevel: HighLevelSandbox, http: httpx.AsyncClient) -> None:
+    minted = await http.post("/_sandbox/tokens", json={"kind": "location", "scopes": ["locations.readonly"],
+                                                       "location_id": highlevel.location_ids[1]})
+    assert minted.status_code == 201
+    token = Secret(minted.json()["token"])
+    op = get_action("highlevel.locations.get")
+    result = await run_action(op, {"locationId": highlevel.location_ids[1]}, http=http, credential=token,
+                              idempotency_key=None)
+    assert result.payload["id"] == highlevel.location_ids[1]  # type: ignore[index]
+    refused = await http.post("/_sandbox/tokens", json={"kind": "user"})
+    assert refused.status_code == 400
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/nowhere"), ("PATCH", "/contacts/abc"),
+                                              ("POST", "/locations/search")])
+async def test_unknown_routes_answer_nest_style_404(highlevel: HighLevelSandbox, http: httpx.AsyncClient,
+                                                    method: str, path: str) -> None:
+    response = await http.request(method, path, headers={"Authorization": f"Bearer {highlevel.agency_token}"})
+    assert response.status_code == 404
+    assert response.json() == {"statusCode": 404, "message": f"Cannot {method} {path}", "error": "Not Found"}
+

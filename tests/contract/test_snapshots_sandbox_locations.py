@@ -11,8 +11,8 @@ from test_snapshots_sandbox_support import Served, auth, serving
 
 from snapbridge.sandbox.snapshots import SandboxKey
 
-FIELDS = {"location_id", "company_id", "name", "timezone", "email", "region", "onboarding_status", "tier", "snapshot_id",
-          "external_id", "created_at", "updated_at"}
+FIELDS = {"location_id", "company_id", "name", "timezone", "email", "region", "onboarding_status", "tier",
+          "snapshot_id", "external_id", "created_at", "updated_at"}
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,7 @@ from snapbridge.connectors.gumroad import ALL_OPERATIONS as GUMROAD_OPERATIONS
 from snapbridge.connectors.gumroad import Source
 from snapbridge.connectors.snapshots import OPERATIONS as SNAPSHOTS_OPERATIONS
 from snapbridge.errors import InvalidInput
+from snapbridge.sandbox.highlevel import handler_for
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT.parent / "shared" / "reference" / "highlevel-operations.tsv"
@@ -272,3 +273,53 @@ def test_cli_refuses_an_unknown_kind() -> None:
     result = CliRunner().invoke(catalog_command, ["--kind", "webhook"])
     assert result.exit_code == 2
     assert "action" in result.output and "trigger" in result.output
+
+
+def test_every_highlevel_record_has_behaviour_in_the_sandbox() -> None:
+    for op in highlevel_operations():
+        assert callable(handler_for(op)), op.name
+    stray = Operation(app="highlevel", name="highlevel.widgets.spin", method="POST", path="/widgets",
+                      summary="not served")
+    with pytest.raises(LookupError, match=r"highlevel\.widgets\.spin"):
+        handler_for(stray)
+
+
+_ROW = {"area": "contacts", "method": "POST", "path": "/contacts/{contactId}/things", "operationId": "x",
+        "scope": "", "summary": "Things", "token_types": "bearer", "version_header": "2021-07-28 v3",
+        "deprecated": "", "in_spec": "v3", "scope_source": ""}
+
+
+@pytest.mark.parametrize(("row", "detail", "message"), [
+    (_ROW, {"name": "highlevel.things.add"}, "no scope in the TSV; choose one with `scopes`"),
+    ({**_ROW, "scope": "contacts.write"}, {"name": "highlevel.things.add", "scopes": ["x"]},
+     "`scopes` may only fill a gap"),
+    (_ROW, {"name": "highlevel.things.add", "scopes": ["a"], "colour": 1}, "unknown keys ['colour']"),
+    (_ROW, {"name": "highlevel.things.add", "scopes": "contacts.write"}, "`scopes` must be a list of strings"),
+    ({**_ROW, "token_types": ""}, {"name": "highlevel.things.add", "scopes": ["a"]}, "no token kind"),
+    (_ROW, {"name": "highlevel.things.add", "scopes": ["a"], "body": {"n": "strin"}}, "cannot read type 'strin'"),
+    (_ROW, {"name": "things.add", "scopes": ["a"]}, "is not an '<app>.<resource>.<verb>' name"),
+])
+def test_highlevel_details_are_checked(row: dict[str, str], detail: dict[str, object], message: str) -> None:
+    from snapbridge.catalog import highlevel as module
+
+    with pytest.raises(InvalidInput) as caught:
+        module._operation(row, detail)
+    assert message in str(caught.value)
+
+
+def test_highlevel_details_read_their_parameter_syntax() -> None:
+    from snapbridge.catalog import highlevel as module
+
+    op = module._operation({**_ROW, "scope": "contacts.write"}, {
+        "name": "highlevel.things.add", "status": 201, "response": "thing",
+        "query": {"mode": "string(a|b)!"}, "body": {"ids": "array<string>!", "cursor": "array", "n": "number"},
+    })
+    assert op.param("contactId").required  # type: ignore[union-attr]
+    assert op.param("mode").enum == ("a", "b") and op.param("mode").required  # type: ignore[union-attr]
+    assert op.param("ids").items is not None and op.param("cursor").items is None  # type: ignore[union-attr]
+    assert (op.success_status, op.response_key, op.version, op.idempotent) == (201, "thing", "2021-07-28", False)
+    assert op.body_schema() == {
+        "type": "object", "additionalProperties": False, "required": ["ids"],
+        "properties": {"ids": {"type": "array", "items": {"type": "string"}}, "cursor": {"type": "array"},
+                       "n": {"type": "number"}},
+    }

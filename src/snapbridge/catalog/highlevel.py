@@ -95,22 +95,31 @@ def _params(path: str, detail: Mapping[str, object], context: str) -> tuple[Para
     return tuple(params)
 
 
+def _strings(detail: Mapping[str, object], key: str, context: str) -> list[str]:
+    value = detail.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidInput(f"catalog: {context}: `{key}` must be a list of strings")
+    return list(value)
+
+
 def _scopes(row: Mapping[str, str], detail: Mapping[str, object], context: str) -> tuple[str, ...]:
     # "saas/company.read | docs-site: saas/company.write": the sources disagree, so either is accepted.
     listed = [part.split(":", 1)[-1].strip() for part in row["scope"].split("|") if part.strip()]
-    chosen = [str(s) for s in detail.get("scopes") or []]  # type: ignore[attr-defined]
+    chosen = _strings(detail, "scopes", context)
     if listed and chosen:
         raise InvalidInput(f"catalog: {context}: the TSV names {listed}; `scopes` may only fill a gap")
     if not listed and not chosen:
         raise InvalidInput(f"catalog: {context}: no scope in the TSV; choose one with `scopes`")
-    extra = [str(s) for s in detail.get("also_scopes") or []]  # type: ignore[attr-defined]
+    extra = _strings(detail, "also_scopes", context)
     return tuple(dict.fromkeys([*listed, *chosen, *extra]))
 
 
 def _token_kinds(row: Mapping[str, str], detail: Mapping[str, object], context: str) -> tuple[TokenKind, ...]:
-    chosen = detail.get("tokens")
+    chosen = _strings(detail, "tokens", context)
     if chosen:
-        return tuple(TokenKind(str(t)) for t in chosen)  # type: ignore[attr-defined]
+        return tuple(TokenKind(t) for t in chosen)
     kinds = [_TOKEN_SCHEMES[s] for s in row["token_types"].split() if s in _TOKEN_SCHEMES]
     if not kinds:
         raise InvalidInput(f"catalog: {context}: no token kind in the TSV; choose one with `tokens`")

@@ -11,6 +11,7 @@ from snapbridge import __version__
 from snapbridge.cli.connections import connect_group, connections_group
 from snapbridge.cli.logs import configure_logging
 from snapbridge.cli.sandbox import sandbox_command
+from snapbridge.cli.workflows import run_command, templates_group, workflows_group
 from snapbridge.errors import InvalidInput, SnapbridgeError
 
 __all__ = ["cli", "main", "run"]
@@ -25,6 +26,9 @@ def cli() -> None:
 cli.add_command(connect_group)
 cli.add_command(connections_group)
 cli.add_command(sandbox_command)
+cli.add_command(templates_group)
+cli.add_command(workflows_group)
+cli.add_command(run_command)
 
 
 def _causes(exc: BaseException) -> str:

@@ -37,7 +37,7 @@ class Sandboxes:
             },
             "snapshots": {
                 "base_url": self.snapshots_url,
-                "keys": [{"key": k.key, "scopes": sorted(k.scopes)} for k in self.snapshots.keys()],
+                "keys": [{"key": k.key, "scopes": sorted(k.scopes)} for k in self.snapshots.keys()],  # noqa: SIM118
                 "webhook_public_key": self.snapshots.webhook_public_key,
             },
         }

@@ -377,10 +377,7 @@ def _pydantic_problems(exc: ValidationError) -> list[Problem]:
     for error in exc.errors():
         path = ""
         for part in error["loc"]:
-            if isinstance(part, int):
-                path = f"{path}[{part}]"
-            else:
-                path = child_path(path, part) if path else str(part)
+            path = f"{path}[{part}]" if isinstance(part, int) else child_path(path, part) if path else str(part)
         found.append(Problem(path, error["msg"]))
     return found
 

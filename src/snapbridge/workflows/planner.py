@@ -5,10 +5,10 @@ kept as a deferred mapping and rendered by `resolve_step` when the pipeline runs
 the steps before it (a skipped step's output is null). A condition is treated the same way.
 
 Keys:
-- idempotency key: "sb1-" + SHA-256 of (inbound event id, workflow name, step id). Replanning the same inbound
-  event gives the same keys, so a retried or replayed step cannot write twice; every step of every workflow
-  gets its own key. Several events derived from one inbound event that trigger the same workflow share keys,
-  so such a workflow runs once per inbound event.
+- idempotency key: "sb1-" + SHA-256 of the JSON list [inbound event id, workflow name, step id].
+  Replanning the same inbound event gives the same keys, so a retried or replayed step cannot write
+  twice; every step of every workflow gets its own key. Several events derived from one inbound event that
+  trigger the same workflow share keys, so such a workflow runs once per inbound event.
 - ordering key: the customer the event is about (`customer:<email>`); for a location event, the customer
   whose email is the location's external_id, else `location:<location_id>`. Jobs with one key run in order.
 """
@@ -16,6 +16,7 @@ Keys:
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -76,7 +77,8 @@ class ResolvedStep:
 
 
 def idempotency_key(inbound_id: str, workflow: str, step_id: str) -> str:
-    digest = hashlib.sha256("\n".join((inbound_id, workflow, step_id)).encode("utf-8")).hexdigest()
+    # JSON keeps the three parts apart whatever characters they hold.
+    digest = hashlib.sha256(json.dumps([inbound_id, workflow, step_id]).encode("utf-8")).hexdigest()
     return f"sb1-{digest}"
 
 

@@ -49,7 +49,7 @@ from snapbridge.connectors.snapshots.webhooks import (
     verify_webhook,
 )
 
-__all__ = [  # noqa: RUF022 -- plain sorted(), the order test_architecture checks
+__all__ = [
     "BatchItemResult",
     "BatchItemStatus",
     "BatchResult",

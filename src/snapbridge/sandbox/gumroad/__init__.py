@@ -3,6 +3,6 @@
 from snapbridge.sandbox.gumroad.formencode import encode_form
 from snapbridge.sandbox.gumroad.sandbox import GumroadSandbox
 from snapbridge.sandbox.gumroad.state import Settings
-from snapbridge.sandbox.gumroad.webhooks import RETRY_STATUSES, Delivery
+from snapbridge.sandbox.gumroad.webhooks import Delivery
 
-__all__ = ["RETRY_STATUSES", "Delivery", "GumroadSandbox", "Settings", "encode_form"]
+__all__ = ["Delivery", "GumroadSandbox", "Settings", "encode_form"]

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from snapbridge.sandbox.gumroad.api_account import ACCOUNT_ROUTES
 from snapbridge.sandbox.gumroad.api_catalog import CATALOG_ROUTES
 from snapbridge.sandbox.gumroad.api_licenses import LICENSE_ROUTES
+from snapbridge.sandbox.gumroad.api_offers import OFFER_ROUTES
 from snapbridge.sandbox.gumroad.api_sales import SALES_ROUTES
 from snapbridge.sandbox.gumroad.control import control_routes
 from snapbridge.sandbox.gumroad.protocol import endpoint
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["API_ROUTES", "build_app"]
 
 # (method, path, scopes, handler): scopes None means no token, an empty set any token.
-API_ROUTES = [*CATALOG_ROUTES, *ACCOUNT_ROUTES, *SALES_ROUTES, *LICENSE_ROUTES]
+API_ROUTES = [*CATALOG_ROUTES, *OFFER_ROUTES, *ACCOUNT_ROUTES, *SALES_ROUTES, *LICENSE_ROUTES]
 
 
 class JournalMiddleware:

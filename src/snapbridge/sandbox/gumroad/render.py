@@ -82,7 +82,7 @@ def sale_json(state: SandboxState, sale: Sale) -> dict[str, Any]:
     sub = state.subscriptions.get(sale.subscription_id) if sale.subscription_id else None
     buyer = sale.buyer
     now = state.now()
-    recurrence = product.subscription_duration if product.is_recurring else None
+    recurrence = (sub.recurrence if sub else product.subscription_duration) if product.is_recurring else None
     gift_partner = state.sales.get(sale.gift_partner_id) if sale.gift_partner_id else None
     out: dict[str, Any] = {
         "id": sale.id,

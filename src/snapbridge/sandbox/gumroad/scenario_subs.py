@@ -104,10 +104,8 @@ def subscription_start(t: Tools, params: dict[str, Any]) -> Outcome:
     recurrence = _recurrence(t, params, product.subscription_duration)
     tiers = _tiers(t, product) if product.is_tiered_membership else []
     tier_name = t.opt_str(params, "tier")
-    if tier_name:
-        tier = next((v for v in tiers if v.name == tier_name), None)
-    else:
-        tier = t.pick(tiers) if tiers else None
+    named = (v for v in tiers if v.name == tier_name)
+    tier = next(named, None) if tier_name else (t.pick(tiers) if tiers else None)
     if tier_name and tier is None:
         raise ScenarioError(f"no tier {tier_name!r}; known: {', '.join(v.name for v in tiers)}")
     email = t.opt_str(params, "email")

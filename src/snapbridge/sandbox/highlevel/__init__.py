@@ -3,7 +3,7 @@
 from snapbridge.sandbox.highlevel.app import HighLevelSandbox, handler_for
 from snapbridge.sandbox.highlevel.call import AUTH_CLASS_MESSAGE, LOCATION_MESSAGE, SCOPE_MESSAGE
 
-__all__ = [  # noqa: RUF022 -- plain sorted(), the order test_architecture checks
+__all__ = [
     "AUTH_CLASS_MESSAGE",
     "HighLevelSandbox",
     "LOCATION_MESSAGE",
