@@ -21,6 +21,7 @@ class Settings:
     database_url: str
     gumroad_base_url: str = "https://api.gumroad.com"
     snapshots_base_url: str = "https://services.leadconnectorhq.com"
+    highlevel_base_url: str = "https://services.leadconnectorhq.com"
     key_file: Path | None = None
     secret_key: str | None = field(default=None, repr=False)
     listen: str = "127.0.0.1:8080"
@@ -38,7 +39,7 @@ _INT_FIELDS = {"max_body_bytes", "max_response_bytes"}
 _FLOAT_FIELDS = {"http_timeout_seconds"}
 _PATH_FIELDS = {"key_file"}
 _KNOWN = {
-    "database_url", "gumroad_base_url", "snapshots_base_url", "key_file", "secret_key", "listen",
+    "database_url", "gumroad_base_url", "snapshots_base_url", "highlevel_base_url", "key_file", "secret_key", "listen",
     "allowed_hosts", "max_body_bytes", "http_timeout_seconds", "max_response_bytes",
 }
 

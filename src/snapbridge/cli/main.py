@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import click
 
 from snapbridge import __version__
+from snapbridge.cli.catalog import catalog_command
 from snapbridge.cli.connections import connect_group, connections_group
 from snapbridge.cli.logs import configure_logging
 from snapbridge.cli.sandbox import sandbox_command
@@ -23,6 +24,7 @@ def cli() -> None:
     """Keep Gumroad and the Snapshots API in sync without writing code."""
 
 
+cli.add_command(catalog_command)
 cli.add_command(connect_group)
 cli.add_command(connections_group)
 cli.add_command(sandbox_command)
