@@ -29,7 +29,7 @@ def test_sandbox_serves_both_apps_and_stops_cleanly(tmp_path: Path, stop_signal:
     info_file = tmp_path / "info.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "snapbridge", "sandbox", "--gumroad-port", "0", "--snapshots-port", "0",
-         "--time-factor", "0.01", "--info", str(info_file)],
+         "--highlevel-port", "0", "--time-factor", "0.01", "--info", str(info_file)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -38,6 +38,11 @@ def test_sandbox_serves_both_apps_and_stops_cleanly(tmp_path: Path, stop_signal:
         gumroad, snapshots = info["gumroad"], info["snapshots"]
         assert set(gumroad) == {"base_url", "access_token", "seller_id"}
         assert set(snapshots) == {"base_url", "keys", "webhook_public_key"}
+        highlevel = info["highlevel"]
+        locations = httpx.get(f"{highlevel['base_url']}/locations/{highlevel['location_id']}",
+                              headers={"Authorization": f"Bearer {highlevel['agency_token']}",
+                                       "Version": "2021-07-28"})
+        assert locations.status_code == 200, locations.text
         user = httpx.get(f"{gumroad['base_url']}/v2/user",
                          headers={"Authorization": f"Bearer {gumroad['access_token']}"}).json()
         assert user["success"] is True

@@ -19,6 +19,7 @@ __all__ = ["sandbox_command"]
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--gumroad-port", type=int, default=8701, show_default=True, help="0 picks a free port.")
 @click.option("--snapshots-port", type=int, default=8702, show_default=True, help="0 picks a free port.")
+@click.option("--highlevel-port", type=int, default=8703, show_default=True, help="0 picks a free port.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the generated data.")
 @click.option(
     "--time-factor", type=float, default=1.0, show_default=True,
@@ -27,13 +28,14 @@ __all__ = ["sandbox_command"]
 @click.option("--info", "info_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write URLs and credentials as JSON to this file.")
 def sandbox_command(
-    host: str, gumroad_port: int, snapshots_port: int, seed: int, time_factor: float, info_file: Path | None
+    host: str, gumroad_port: int, snapshots_port: int, highlevel_port: int, seed: int, time_factor: float,
+    info_file: Path | None,
 ) -> int:
     """Serve fakes of the Gumroad API and the Snapshots API with seeded data."""
     if time_factor <= 0:
         raise click.BadParameter("must be greater than 0", param_hint="--time-factor")
     try:
-        boxes = start_sandboxes(host, gumroad_port, snapshots_port, seed, time_factor)
+        boxes = start_sandboxes(host, gumroad_port, snapshots_port, seed, time_factor, highlevel_port)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}: {exc.strerror or exc}") from exc
     info = boxes.info()
@@ -47,6 +49,10 @@ def sandbox_command(
     for key in s["keys"]:
         click.echo(f"  api key          {key['key']}  scopes: {' '.join(key['scopes'])}")
     click.echo(f"  webhook key      {s['webhook_public_key']}  (Ed25519 public key, base64)")
+    h = info["highlevel"]
+    click.echo(f"HighLevel sandbox  {h['base_url']}  (the catalog's SaaS, Snapshots, Locations and Contacts areas)")
+    click.echo(f"  agency token     {h['agency_token']}")
+    click.echo(f"  location token   {h['location_token']}  location {h['location_id']}")
     click.echo("Press Ctrl+C to stop.", err=True)
     stop = threading.Event()
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from snapbridge.sandbox.gumroad import GumroadSandbox
+from snapbridge.sandbox.highlevel import HighLevelSandbox
 from snapbridge.sandbox.server import ServerThread
 from snapbridge.sandbox.snapshots import SnapshotsSandbox
 
@@ -18,6 +19,8 @@ class Sandboxes:
     snapshots: SnapshotsSandbox
     gumroad_server: ServerThread
     snapshots_server: ServerThread
+    highlevel: HighLevelSandbox
+    highlevel_server: ServerThread
 
     @property
     def gumroad_url(self) -> str:
@@ -40,11 +43,20 @@ class Sandboxes:
                 "keys": [{"key": k.key, "scopes": sorted(k.scopes)} for k in self.snapshots.keys()],  # noqa: SIM118
                 "webhook_public_key": self.snapshots.webhook_public_key,
             },
+            # The real HighLevel areas of the operations catalog, beside the two apps of the contract.
+            "highlevel": {
+                "base_url": self.highlevel_server.base_url,
+                "agency_token": self.highlevel.agency_token,
+                "location_token": self.highlevel.location_token,
+                "company_id": self.highlevel.company_id,
+                "location_id": self.highlevel.location_id,
+            },
         }
 
     def stop(self) -> None:
         self.gumroad_server.stop()
         self.snapshots_server.stop()
+        self.highlevel_server.stop()
 
 
 def start_sandboxes(
@@ -53,15 +65,22 @@ def start_sandboxes(
     snapshots_port: int = 0,
     seed: int = 1,
     time_factor: float = 1.0,
+    highlevel_port: int = 0,
 ) -> Sandboxes:
     gumroad = GumroadSandbox(seed=seed, time_factor=time_factor)
     snapshots = SnapshotsSandbox(seed=seed, time_factor=time_factor)
-    gumroad_server = ServerThread(gumroad.app, host, gumroad_port).start()
+    highlevel = HighLevelSandbox(seed=seed, time_factor=time_factor)
+    started: list[ServerThread] = []
     try:
-        snapshots_server = ServerThread(snapshots.app, host, snapshots_port).start()
+        for app, port in ((gumroad.app, gumroad_port), (snapshots.app, snapshots_port),
+                          (highlevel.app, highlevel_port)):
+            started.append(ServerThread(app, host, port).start())
     except Exception:
-        gumroad_server.stop()
+        for server in started:
+            server.stop()
         raise
+    gumroad_server, snapshots_server, highlevel_server = started
     gumroad.base_url = gumroad_server.base_url
     snapshots.base_url = snapshots_server.base_url
-    return Sandboxes(gumroad, snapshots, gumroad_server, snapshots_server)
+    highlevel.base_url = highlevel_server.base_url
+    return Sandboxes(gumroad, snapshots, gumroad_server, snapshots_server, highlevel, highlevel_server)
