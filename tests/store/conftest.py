@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from snapbridge.store import migrate, open_engine
+from snapbridge.store import Store, migrate, open_engine
 
 PG_URL = os.environ.get("SNAPBRIDGE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -43,3 +43,12 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 def migrated(engine: Engine) -> Engine:
     migrate(engine)
     return engine
+
+
+@pytest.fixture
+def store(migrated: Engine) -> Iterator[Store]:
+    st = Store(migrated)
+    try:
+        yield st
+    finally:
+        st.close()

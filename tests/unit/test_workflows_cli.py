@@ -12,7 +12,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from snapbridge.catalog.runner import prepare_request
+from snapbridge.cli.context import open_store
 from snapbridge.cli.workflows import run_command, templates_group, workflows_group
+from snapbridge.config import load_settings
 from snapbridge.errors import InvalidInput
 from snapbridge.workflows import (
     CustomerProfile,
@@ -121,7 +123,10 @@ def test_workflows_list_enable_disable(env: dict[str, str]) -> None:
     assert "churn                    disabled" in listed
     assert "purchase-event           enabled" in listed
     assert invoke(env, "workflows", "enable", "churn").output == "churn: enabled\n"
-    text = (Path(env["SNAPBRIDGE_HOME"]) / "workflows" / "churn.yaml").read_text(encoding="utf-8")
+    with open_store(load_settings(env)) as store:
+        record = store.get_workflow("churn")
+    assert record is not None and record.enabled
+    text = record.source_yaml
     assert text.count("enabled:") == 1 and "# Starter 5" in text
     missing = invoke(env, "workflows", "enable", "nope")
     assert isinstance(missing.exception, InvalidInput) and "installed: churn, customer-sync" in str(
@@ -129,9 +134,8 @@ def test_workflows_list_enable_disable(env: dict[str, str]) -> None:
 
 
 def test_workflows_list_shows_an_invalid_file(env: dict[str, str]) -> None:
-    folder = Path(env["SNAPBRIDGE_HOME"]) / "workflows"
-    folder.mkdir(parents=True)
-    (folder / "broken.yaml").write_text((INVALID / "unknown_app.yaml").read_text(encoding="utf-8"))
+    with open_store(load_settings(env)) as store:
+        store.save_workflow("broken", (INVALID / "unknown_app.yaml").read_text(encoding="utf-8"))
     assert "broken                   INVALID   trigger.app: unknown app 'shopify'" in invoke(
         env, "workflows", "list").output
 

@@ -11,6 +11,7 @@ from snapbridge.workflows import (
     EVENT_SPECS,
     CustomerProfile,
     Event,
+    EventSpec,
     LocationEvent,
     PurchaseEvent,
     Workflow,
@@ -199,3 +200,12 @@ def test_a_location_without_a_customer_email_is_ordered_by_location() -> None:
     assert ordering_key(loose) == "location:loc_7d1f3a"
     upper = event.model_copy(update={"location": event.location.model_copy(update={"external_id": "Ada@Example.com"})})
     assert ordering_key(upper) == "customer:ada@example.com"
+
+
+@pytest.mark.parametrize("spec", EVENT_SPECS, ids=lambda s: f"{s.app.value}:{s.name}")
+def test_every_template_plans_without_a_profile(spec: EventSpec) -> None:
+    """A customer snapbridge has no profile of (purchases before it was connected) still gets planned steps;
+    profile fields read as null."""
+    event = spec.sample_event()
+    for plan in plan_event(event, None, load_templates()):
+        assert plan.error is None, plan.error

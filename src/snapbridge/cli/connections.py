@@ -13,7 +13,7 @@ from snapbridge.cli.context import AppContext, open_context
 from snapbridge.cli.logs import register_secret
 from snapbridge.errors import AuthFailed, DeliveryError, Retryable, SnapbridgeError
 from snapbridge.http import check_base_url, create_client
-from snapbridge.runtime import ConnectionReport, check_gumroad, check_snapshots
+from snapbridge.runtime import ConnectionReport, check_gumroad, check_snapshots, new_webhook_secret
 from snapbridge.security import Secret, redact_text
 from snapbridge.store import ConnectionRecord
 
@@ -85,12 +85,21 @@ def _connect(app: str, name: str | None, base_url: str | None, credential: str, 
             return 1
         name = name or app
         existing = ctx.connections.get(name)
+        stored_key: str | None
+        if app == "gumroad":
+            # Gumroad does not sign its pings: the receiver URL carries this secret instead. Reconnecting keeps
+            # it, so the URLs already registered with Gumroad stay valid.
+            options = {**options, "seller_id": report.account_id}
+            stored_key = existing.webhook_key if existing and existing.webhook_key else ctx.vault.encrypt(
+                new_webhook_secret(), bound_to=f"{name}:webhook_key")
+        else:
+            options = {**options, "company_id": report.account_id}
+            stored_key = ctx.vault.encrypt(Secret(webhook_key), bound_to=f"{name}:webhook_key") if webhook_key \
+                else None
         ctx.connections.save(ConnectionRecord(
             name=name, app=app, base_url=base,
             credential=ctx.vault.encrypt(secret, bound_to=f"{name}:credential"),
-            webhook_key=ctx.vault.encrypt(Secret(webhook_key), bound_to=f"{name}:webhook_key") if webhook_key
-            else None,
-            account=report.account, scopes=report.held, options=options,
+            webhook_key=stored_key, account=report.account, scopes=report.held, options=options,
             created_at=existing.created_at if existing else datetime.now(UTC),
         ))
         click.echo(f"Saved connection {name!r} ({app}, {base}).")

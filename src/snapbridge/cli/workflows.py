@@ -1,6 +1,7 @@
 """`snapbridge templates`, `snapbridge workflows` and `snapbridge run`: install, check, switch, try workflows.
 
-Installed workflows are YAML files in `<SNAPBRIDGE_HOME>/workflows/`, one per workflow, named after it.
+Installed workflows live in the store's workflows table (their YAML as written), so every process of a
+scale-out deployment sees the same ones; `enabled` is kept in the row and in the YAML alike.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from pathlib import Path
 
 import click
 
+from snapbridge.cli.context import open_store
 from snapbridge.config import Settings, load_settings
 from snapbridge.errors import InvalidInput
 from snapbridge.security import REDACTED
+from snapbridge.store import Store, WorkflowRecord
 from snapbridge.workflows import (
     CustomerProfile,
     Event,
@@ -35,10 +38,6 @@ _ENABLED_LINE = re.compile(r"^enabled:[ \t]*\S+[ \t]*(#.*)?$", re.MULTILINE)
 _NAME_LINE = re.compile(r"^name:.*$", re.MULTILINE)
 
 
-def _folder(settings: Settings) -> Path:
-    return settings.home / "workflows"
-
-
 def _describe(workflow: Workflow) -> str:
     events = ", ".join(workflow.trigger.events)
     count = len(workflow.steps)
@@ -52,12 +51,12 @@ def _read(path: Path) -> str:
         raise InvalidInput(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _installed(settings: Settings, name: str) -> Path:
-    path = _folder(settings) / f"{name}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in _folder(settings).glob("*.yaml"))) or "none"
+def _installed(store: Store, name: str) -> WorkflowRecord:
+    record = store.get_workflow(name)
+    if record is None:
+        known = ", ".join(r.name for r in store.list_workflows()) or "none"
         raise InvalidInput(f"no installed workflow {name!r}; installed: {known}")
-    return path
+    return record
 
 
 @click.group("templates")
@@ -89,17 +88,16 @@ def templates_install(name: str | None, install_all: bool, force: bool) -> None:
     """Copy a template (or all) into the installed workflows."""
     if install_all == (name is not None):
         raise click.UsageError("give a template NAME or --all")
-    settings = load_settings()
-    folder = _folder(settings)
-    folder.mkdir(parents=True, exist_ok=True)
     for template in template_names() if install_all else (str(name),):
-        text = template_text(template)
-        target = folder / f"{template}.yaml"
-        if target.exists() and not force:
-            click.echo(f"{template}: already installed ({target}); --force replaces it")
-            continue
-        target.write_text(text, encoding="utf-8")
-        click.echo(f"{template}: installed ({target})")
+        template_text(template)  # an unknown name fails here, listing the known ones
+    with open_store() as store:
+        for template in template_names() if install_all else (str(name),):
+            workflow = load_template(template)
+            if store.get_workflow(workflow.name) is not None and not force:
+                click.echo(f"{template}: already installed; --force replaces it")
+                continue
+            store.save_workflow(workflow.name, template_text(template), enabled=workflow.enabled)
+            click.echo(f"{template}: installed ({'enabled' if workflow.enabled else 'disabled'})")
 
 
 @click.group("workflows")
@@ -110,18 +108,18 @@ def workflows_group() -> None:
 @workflows_group.command("list")
 def workflows_list() -> None:
     """List installed workflows, enabled or not."""
-    settings = load_settings()
-    paths = sorted(_folder(settings).glob("*.yaml"))
-    if not paths:
-        click.echo(f"no workflows installed in {_folder(settings)}; try `snapbridge templates install --all`")
-    for path in paths:
+    with open_store() as store:
+        records = store.list_workflows()
+    if not records:
+        click.echo("no workflows installed; try `snapbridge templates install --all`")
+    for record in records:
         try:
-            workflow = load_workflow(_read(path), path.name)
+            workflow = load_workflow(record.source_yaml, record.name)
         except InvalidInput as exc:
             first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
-            click.echo(f"{path.stem:24} INVALID   {first}")
+            click.echo(f"{record.name:24} INVALID   {first}")
             continue
-        state = "enabled" if workflow.enabled else "disabled"
+        state = "enabled" if record.enabled else "disabled"
         click.echo(f"{workflow.name:24} {state:9} {_describe(workflow)}")
 
 
@@ -134,18 +132,18 @@ def workflows_validate(file: Path) -> None:
 
 
 def _set_enabled(name: str, enabled: bool) -> None:
-    settings = load_settings()
-    path = _installed(settings, name)
-    text = _read(path)
-    line = f"enabled: {'true' if enabled else 'false'}"
-    if _ENABLED_LINE.search(text):
-        text = _ENABLED_LINE.sub(line, text, count=1)
-    elif _NAME_LINE.search(text):
-        text = _NAME_LINE.sub(lambda m: f"{m.group(0)}\n{line}", text, count=1)
-    else:
-        raise InvalidInput(f"{path.name} has no top-level name: line to put {line!r} after")
-    workflow = load_workflow(text, path.name)
-    path.write_text(text, encoding="utf-8")
+    with open_store() as store:
+        record = _installed(store, name)
+        text = record.source_yaml
+        line = f"enabled: {'true' if enabled else 'false'}"
+        if _ENABLED_LINE.search(text):
+            text = _ENABLED_LINE.sub(line, text, count=1)
+        elif _NAME_LINE.search(text):
+            text = _NAME_LINE.sub(lambda m: f"{m.group(0)}\n{line}", text, count=1)
+        else:
+            raise InvalidInput(f"{name} has no top-level name: line to put {line!r} after")
+        workflow = load_workflow(text, name)
+        store.save_workflow(name, text, enabled=workflow.enabled)
     click.echo(f"{workflow.name}: {'enabled' if workflow.enabled else 'disabled'}")
 
 
@@ -168,9 +166,10 @@ def _resolve_workflow(settings: Settings, ref: str) -> Workflow:
     path = Path(ref)
     if path.suffix in (".yaml", ".yml") or path.is_file():
         return load_workflow(_read(path), path.name)
-    installed = _folder(settings) / f"{ref}.yaml"
-    if installed.is_file():
-        return load_workflow(_read(installed), installed.name)
+    with open_store(settings) as store:
+        record = store.get_workflow(ref)
+    if record is not None:
+        return load_workflow(record.source_yaml, record.name)
     if ref in template_names():
         return load_template(ref)
     raise InvalidInput(f"no workflow file, installed workflow or template named {ref!r}; "

@@ -49,6 +49,7 @@ class ConnectionReport:
     app: str
     account: str
     scopes: tuple[ScopeStatus, ...]
+    account_id: str | None = None  # Gumroad seller id (checked on every ping); Snapshots company id
 
     @property
     def missing(self) -> tuple[ScopeStatus, ...]:
@@ -76,7 +77,8 @@ async def check_gumroad(http: httpx.AsyncClient, token: Secret, *, base_url: str
     account = f"{who} <{user.email}>" if user.email and user.email != who else str(who)
     if user.user_id:
         account += f" (seller id {user.user_id})"
-    return ConnectionReport("gumroad", account, (ScopeStatus("view_sales", view_sales, GUMROAD_SCOPES["view_sales"]),))
+    statuses = (ScopeStatus("view_sales", view_sales, GUMROAD_SCOPES["view_sales"]),)
+    return ConnectionReport("gumroad", account, statuses, account_id=user.user_id)
 
 
 async def check_snapshots(http: httpx.AsyncClient, api_key: Secret, *, base_url: str) -> ConnectionReport:
@@ -84,9 +86,11 @@ async def check_snapshots(http: httpx.AsyncClient, api_key: Secret, *, base_url:
     client = SnapshotsClient(http, api_key, base_url=base_url)
     held = await probe_scopes(client)
     account = "an unknown company (the key cannot read locations)"
+    company_id: str | None = None
     if held.get("saas/location.read"):
         probe = await client.whoami()
+        company_id = probe.company_id
         count = f"{probe.location_count} locations" if probe.location_count is not None else "locations"
         account = f"company {probe.company_id or 'unknown'} ({count} visible)"
     statuses = tuple(ScopeStatus(scope, held.get(scope, False), need) for scope, need in SNAPSHOTS_SCOPES.items())
-    return ConnectionReport("snapshots", account, statuses)
+    return ConnectionReport("snapshots", account, statuses, account_id=company_id)

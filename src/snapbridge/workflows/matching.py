@@ -13,13 +13,22 @@ from snapbridge.workflows.values import describe
 __all__ = ["as_condition", "filter_holds", "render_scope", "trigger_matches", "triggered_by"]
 
 
+# Every profile field, null: what a mapping sees for a customer snapbridge has no profile of.
+_EMPTY_PROFILE: Mapping[str, object] = dict.fromkeys(CustomerProfile.model_fields)
+
+
 def render_scope(
     event: Event, profile: CustomerProfile | None, outputs: Mapping[str, object] | None = None
 ) -> dict[str, object]:
-    """The names a mapping sees: `event`, `profile` (null when unknown) and `steps.<id>.output`."""
+    """The names a mapping sees: `event`, `profile` and `steps.<id>.output`.
+
+    A customer seen for the first time (or one whose purchases predate snapbridge) has no profile yet; the
+    mapping still sees every profile field, as null, so `profile.location_id` reads as "not known" rather
+    than failing the whole plan.
+    """
     return {
         "event": event.model_dump(mode="json"),
-        "profile": profile.model_dump(mode="json") if profile is not None else None,
+        "profile": profile.model_dump(mode="json") if profile is not None else _EMPTY_PROFILE,
         "steps": {step_id: {"output": output} for step_id, output in (outputs or {}).items()},
     }
 

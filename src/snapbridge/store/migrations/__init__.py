@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from snapbridge.errors import StoreUnavailable
-from snapbridge.store.migrations import m0001_connections
+from snapbridge.store.migrations import m0001_connections, m0002_pipeline
 
 __all__ = ["MIGRATIONS", "Migration", "applied_versions", "migrate"]
 
@@ -25,6 +25,7 @@ class Migration:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "connections", m0001_connections.apply),
+    Migration(2, "pipeline", m0002_pipeline.apply),
 )
 
 _ledger = sa.Table(

@@ -1,0 +1,265 @@
+"""Ingest benchmark: durable webhooks accepted/s with p50/p99, against a no-op endpoint on the same stack.
+
+    .venv/bin/python bench/ingest.py [--database-url URL] [--seconds 2.5] [--concurrency 1,16,64]
+
+The receiver (create_app over a real Store: a fresh SQLite file by default, or a private schema in the
+PostgreSQL at --database-url) and a no-op Starlette app run in this process on ServerThread, as in production.
+The load comes from a separate process over raw keep-alive HTTP/1.1 connections, so the client's own cost
+stays off the server's core. Every durable answer is a 200 sent after the commit; rows are counted at the
+end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import multiprocessing
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from snapbridge.config import Settings
+from snapbridge.runtime import ReceiverConfig, new_webhook_secret
+from snapbridge.sandbox import ServerThread
+from snapbridge.store import Store, migrate, open_engine
+from snapbridge.web import create_app
+
+ROOT = Path(__file__).resolve().parents[1]
+SALE = ROOT / "tests" / "data" / "gumroad_webhooks" / "sale.txt"
+SELLER = "hN7pZkQwT3xVbJ9sLmR2cA=="  # the seller in the recorded sale body
+SIGNING_SEED = bytes(range(32))
+WARMUP_SECONDS = 0.3
+
+
+# ---- the load generator (runs in its own process) ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cell:
+    kind: str  # "noop" | "gumroad" | "snapshots"
+    host: str
+    port: int
+    concurrency: int
+    seconds: float
+    tag: str  # makes every event id of this cell unique
+    secret: str  # the Gumroad path token, fresh for each run
+
+
+@dataclass(frozen=True)
+class Measured:
+    latencies: list[float]
+    statuses: dict[int, int]
+    elapsed: float
+
+
+def _request_factory(cell: Cell) -> Callable[[int], bytes]:
+    sale = SALE.read_bytes().strip()
+    key = Ed25519PrivateKey.from_private_bytes(SIGNING_SEED)
+
+    def frame(path: str, body: bytes, content_type: str, extra: str = "") -> bytes:
+        head = (f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {len(body)}\r\n{extra}\r\n")
+        return head.encode() + body
+
+    def gumroad(n: int) -> bytes:
+        body = sale.replace(b"sale_id=FO8TXN", f"sale_id={cell.tag}-{n}-".encode())
+        return frame(f"/hooks/gumroad/{cell.secret}", body, "application/x-www-form-urlencoded")
+
+    def snapshots(n: int) -> bytes:
+        body = json.dumps({
+            "type": "LocationUpdate", "webhookId": f"{cell.tag}-{n}",
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"), "companyId": "comp_1",
+            "location_id": f"loc_{n}", "name": "Bench Studio", "timezone": "Europe/Oslo",
+        }).encode()
+        signature = base64.b64encode(key.sign(body)).decode()
+        return frame("/hooks/snapshots", body, "application/json", f"X-GHL-Signature: {signature}\r\n")
+
+    def noop(n: int) -> bytes:
+        return frame("/noop", sale, "application/x-www-form-urlencoded")
+
+    return {"gumroad": gumroad, "snapshots": snapshots, "noop": noop}[cell.kind]
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def _drive(cell: Cell) -> Measured:
+    make = _request_factory(cell)
+    counter = iter(range(10**9))
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    start = time.perf_counter()
+    warm_until = start + WARMUP_SECONDS
+    deadline = warm_until + cell.seconds
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection(cell.host, cell.port)
+        try:
+            while True:
+                request = make(next(counter))
+                sent = time.perf_counter()
+                if sent >= deadline:
+                    return
+                writer.write(request)
+                status = await _read_response(reader)
+                done = time.perf_counter()
+                if sent >= warm_until:
+                    latencies.append(done - sent)
+                    statuses[status] += 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(cell.concurrency)))
+    return Measured(latencies, dict(statuses), time.perf_counter() - warm_until)
+
+
+def run_cell(cell: Cell) -> Measured:
+    return asyncio.run(_drive(cell))
+
+
+# ---- the servers -------------------------------------------------------------------------------------------
+
+
+async def _noop(request: Request) -> Response:
+    await request.body()
+    return JSONResponse({"status": "stored", "id": 1, "duplicate": False})
+
+
+@contextmanager
+def database(url: str | None) -> Iterator[Engine]:
+    """A fresh SQLite file, or a private schema in the given PostgreSQL, dropped afterwards."""
+    if url is None or url.startswith("sqlite"):
+        with tempfile.TemporaryDirectory() as tmp:
+            engine = open_engine(url or f"sqlite:///{tmp}/bench.db")
+            migrate(engine)
+            yield engine
+            engine.dispose()
+        return
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = open_engine(url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    engine = sa.create_engine(admin.url, connect_args={"options": f"-csearch_path={schema}"})
+    try:
+        migrate(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    parser.add_argument("--seconds", type=float, default=2.5, help="measured seconds per cell")
+    parser.add_argument("--concurrency", default="1,16,64")
+    parser.add_argument("--kinds", default="noop,gumroad,snapshots")
+    args = parser.parse_args(argv)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    kinds = args.kinds.split(",")
+
+    secret = new_webhook_secret().reveal()
+    public = Ed25519PrivateKey.from_private_bytes(SIGNING_SEED).public_key()
+    config = ReceiverConfig.from_values(
+        gumroad={secret: ("bench", SELLER)},
+        snapshots={"bench": base64.b64encode(public.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()},
+    )
+    rows_expected = 0
+    lines: list[str] = []
+    with database(args.database_url) as engine, tempfile.TemporaryDirectory() as home:
+        store = Store(engine)
+        settings = Settings(home=Path(home), database_url=str(engine.url))
+        app = create_app(settings, store, config)
+        receiver = ServerThread(app).start()
+        noop = ServerThread(Starlette(routes=[Route("/noop", _noop, methods=["POST"])])).start()
+        label = "PostgreSQL" if store.is_postgres else "SQLite (WAL, synchronous=FULL)"
+        print(f"ingest: {label}; {args.seconds:g} s per cell after {WARMUP_SECONDS:g} s warm-up; "
+              f"load from a separate process over keep-alive HTTP/1.1", flush=True)
+        header = (f"{'endpoint':<22}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs no-op':>10}"
+                  f"{'avg batch':>11}  statuses")
+        lines.append(header)
+        ctx = multiprocessing.get_context("spawn")
+        try:
+            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+                for level in levels:
+                    baseline = None
+                    for kind in kinds:
+                        server = noop if kind == "noop" else receiver
+                        cell = Cell(kind, server.host, server.port, level, args.seconds,
+                                    uuid.uuid4().hex[:8], secret)
+                        before = app.state.committer.stats
+                        measured = pool.submit(run_cell, cell).result()
+                        after = app.state.committer.stats
+                        rate = len(measured.latencies) / measured.elapsed
+                        if kind == "noop":
+                            baseline = rate
+                        else:
+                            rows_expected += measured.statuses.get(200, 0)
+                        batches = after.batches - before.batches
+                        avg = (after.events - before.events) / batches if batches else float("nan")
+                        ratio = f"{rate / baseline:.2f}x" if baseline and kind != "noop" else "-"
+                        name = {"noop": "no-op (same stack)", "gumroad": "gumroad (durable)",
+                                "snapshots": "snapshots (durable)"}[kind]
+                        line = (f"{name:<22}{level:>5}{rate:>10.0f}{_pct(measured.latencies, 0.5):>9.2f}"
+                                f"{_pct(measured.latencies, 0.99):>9.2f}{ratio:>10}"
+                                f"{'-' if kind == 'noop' else f'{avg:.1f}':>11}  {dict(measured.statuses)}")
+                        lines.append(line)
+                        print(line, flush=True)
+        finally:
+            receiver.stop()
+            noop.stop()
+        with engine.connect() as conn:
+            # Counted after the warm-up too: the warm-up's posts were committed as well.
+            stored = conn.execute(sa.text("SELECT count(*) FROM inbound_events")).scalar_one()
+        store.close()
+    print()
+    print("\n".join(lines))
+    stats = app.state.committer.stats
+    print(f"\nrows stored: {stored} (>= {rows_expected} answered 200 in the measured windows); "
+          f"{stats.batches} transactions for {stats.events} events "
+          f"({stats.events / max(1, stats.batches):.1f} per transaction), "
+          f"largest batch {stats.largest_batch}")
+    return 0 if stored >= rows_expected else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""`snapbridge runs`, `snapbridge dead-letters` and `snapbridge replay`: what happened, and trying again."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from snapbridge.cli.context import open_store
+from snapbridge.store import RunStatus, RunSummary
+
+__all__ = ["dead_letters_command", "replay_command", "runs_command"]
+
+
+def _summary(run: RunSummary) -> dict[str, object]:
+    return {
+        "id": run.id, "workflow": run.workflow_name, "event": run.event_type, "customer": run.customer_key,
+        "status": run.status.value, "steps": run.steps, "steps_succeeded": run.steps_succeeded,
+        "attempts": run.attempts, "created_at": run.created_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None, "last_error": run.last_error,
+    }
+
+
+@click.command("runs")
+@click.argument("run_id", type=int, required=False)
+@click.option("--failed", is_flag=True, help="Only runs that failed or died.")
+@click.option("--status", type=click.Choice([s.value for s in RunStatus]), help="Only runs in this state.")
+@click.option("--workflow", help="Only runs of this workflow.")
+@click.option("--customer", help="Only runs for this customer (e.g. customer:ada@example.com).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def runs_command(run_id: int | None, failed: bool, status: str | None, workflow: str | None,
+                 customer: str | None, limit: int, as_json: bool) -> int:
+    """List recent runs, or show one run's steps (RUN_ID) with their inputs, outputs and errors."""
+    with open_store() as store:
+        if run_id is not None:
+            detail = store.run_detail(run_id)
+            if detail is None:
+                click.echo(f"error: no run {run_id}", err=True)
+                return 1
+            click.echo(json.dumps({
+                **_summary(detail.run),
+                "steps": [{"step": s.step_id, "action": s.action, "status": s.status.value, "attempts": s.attempts,
+                           "idempotency_key": s.idempotency_key, "input": s.input, "output": s.output,
+                           "last_error": s.last_error} for s in detail.steps],
+            }, indent=2, default=str))
+            return 0
+        wanted: list[RunStatus] | RunStatus | None = RunStatus(status) if status else None
+        if failed:
+            wanted = [RunStatus.FAILED, RunStatus.DEAD]
+        runs = store.runs(status=wanted, workflow=workflow, customer=customer, limit=limit)
+    if as_json:
+        for run in runs:
+            click.echo(json.dumps(_summary(run)))
+        return 0
+    if not runs:
+        click.echo("no runs yet")
+    for run in runs:
+        error = f"  {run.last_error[:80]}" if run.last_error and run.status != RunStatus.SUCCEEDED else ""
+        click.echo(f"{run.id:>6} {run.created_at:%Y-%m-%d %H:%M:%S} {run.status.value:<9} {run.workflow_name:<22} "
+                   f"{run.event_type:<22} {run.customer_key:<34} {run.steps_succeeded}/{run.steps}{error}")
+    return 0
+
+
+@click.command("dead-letters")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+def dead_letters_command(limit: int) -> int:
+    """Steps that failed for good, with the reason; `snapbridge replay` sends them again."""
+    with open_store() as store:
+        letters = store.dead_letters(limit)
+    if not letters:
+        click.echo("no dead letters")
+    for d in letters:
+        click.echo(f"job {d.job_id:>6} run {d.run_id:>6} {d.died_at:%Y-%m-%d %H:%M:%S} {d.workflow_name}/{d.step_id} "
+                   f"({d.action}) {d.customer_key}: {d.reason}")
+    return 0
+
+
+@click.command("replay")
+@click.option("--job", "job_ids", type=int, multiple=True, help="A dead job (repeatable).")
+@click.option("--run", "run_ids", type=int, multiple=True, help="Every dead job of a run (repeatable).")
+@click.option("--workflow", help="Every dead job of a workflow.")
+@click.option("--all", "all_dead", is_flag=True, help="Every dead letter.")
+@click.option("--from-start", is_flag=True, help="Re-run from the trigger's first step, not the failed step.")
+def replay_command(job_ids: tuple[int, ...], run_ids: tuple[int, ...], workflow: str | None, all_dead: bool,
+                   from_start: bool) -> int:
+    """Queue dead letters again with their original idempotency keys, so a replay never doubles a write."""
+    if not (job_ids or run_ids or workflow or all_dead):
+        raise click.UsageError("say what to replay: --job, --run, --workflow or --all")
+    with open_store() as store:
+        count = store.replay(job_ids=job_ids or None, run_ids=run_ids or None, workflow=workflow,
+                             all_dead=all_dead, from_start=from_start)
+    click.echo(f"queued {count} job(s) again")
+    return 0 if count else 1

@@ -1,0 +1,140 @@
+"""`snapbridge serve`, `snapbridge worker` and `snapbridge sync`: run the pipeline, or backfill history."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from snapbridge.cli.context import open_context
+from snapbridge.cli.logs import register_secret
+from snapbridge.config import Settings
+from snapbridge.runtime import (
+    BackfillProgress,
+    ConnectionClients,
+    Connections,
+    ServiceOptions,
+    WorkerConfig,
+    backfill_gumroad,
+    hook_urls,
+    run_service,
+)
+from snapbridge.web import create_app
+
+__all__ = ["serve_command", "sync_group", "worker_command"]
+
+
+def _listen(settings: Settings, host: str | None, port: int | None) -> Settings:
+    current_host, _, current_port = settings.listen.rpartition(":")
+    listen = f"{host or current_host or '127.0.0.1'}:{port if port is not None else current_port or 8080}"
+    return Settings(**{**settings.__dict__, "listen": listen})
+
+
+def _run(options: ServiceOptions, host: str | None, port: int | None) -> int:
+    ctx = open_context()
+    settings = _listen(ctx.settings, host, port)
+    try:
+        for record in ctx.connections.list():
+            register_secret(ctx.vault.decrypt(record.credential, bound_to=f"{record.name}:credential"))
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+
+            def ready() -> None:
+                if options.receiver:
+                    click.echo(f"snapbridge is listening on http://{settings.listen}", err=True)
+                    for hook in hook_urls(ctx.connections, ctx.vault, f"http://{settings.listen}"):
+                        shown = hook.url if hook.app == "snapshots" else hook.url.rsplit("/", 1)[0] + "/****"
+                        click.echo(f"  {hook.app:9} webhooks  {shown}   (`snapbridge hooks` shows the full URL)",
+                                   err=True)
+                click.echo(f"  workers: {options.workers}, pollers: {'on' if options.pollers else 'off'}; "
+                           "Ctrl+C stops after finishing jobs in flight", err=True)
+
+            await run_service(settings, ctx.store, ctx.vault, ctx.connections, options, stop,
+                              make_app=lambda s, st, hooks, on_commit: create_app(s, st, hooks, on_commit=on_commit),
+                              on_ready=ready)
+
+        asyncio.run(main())
+    finally:
+        ctx.close()
+    click.echo("snapbridge stopped", err=True)
+    return 0
+
+
+@click.command("serve")
+@click.option("--host", help="Address to listen on (default from settings: 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default from settings: 8080).")
+@click.option("--no-workers", is_flag=True, help="Only receive and derive; `snapbridge worker` delivers.")
+@click.option("--workers", "worker_count", type=click.IntRange(0, 64), default=1, show_default=True,
+              help="Worker loops in this process.")
+@click.option("--poll-interval", type=click.FloatRange(min=0.01), default=60.0, show_default=True,
+              help="Seconds between reconciliation polls of both APIs.")
+@click.option("--no-pollers", is_flag=True, help="Do not run the reconciliation pollers.")
+def serve_command(host: str | None, port: int | None, no_workers: bool, worker_count: int,
+                  poll_interval: float, no_pollers: bool) -> int:
+    """Run the receiver, deriver, workers and pollers in one process (the embedded deployment)."""
+    options = ServiceOptions(workers=0 if no_workers else worker_count, pollers=not no_pollers,
+                             poll_interval_seconds=poll_interval)
+    return _run(options, host, port)
+
+
+@click.command("worker")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=32, show_default=True,
+              help="Jobs in flight at once.")
+def worker_command(concurrency: int) -> int:
+    """Only deliver queued jobs (scale-out: run many, on PostgreSQL)."""
+    options = ServiceOptions(receiver=False, deriver=False, pollers=False, workers=1,
+                             worker=WorkerConfig(concurrency=concurrency))
+    return _run(options, None, None)
+
+
+@click.group("sync")
+def sync_group() -> None:
+    """Backfill history from an app."""
+
+
+@sync_group.command("gumroad")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), required=True, help="First day (YYYY-MM-DD).")
+@click.option("--connection", "name", default="gumroad", show_default=True, help="Gumroad connection name.")
+def sync_gumroad(since: datetime, name: str) -> int:
+    """Store every Gumroad sale since DATE as inbound events (duplicates of known events are skipped)."""
+    ctx = open_context()
+    try:
+        if ctx.connections.get(name) is None:
+            click.echo(f"error: no connection named {name!r}; run `snapbridge connect gumroad` first", err=True)
+            return 1
+        start = since.date()
+
+        async def main() -> int:
+            connections = Connections(ctx.connections, ctx.vault, allowed_hosts=ctx.settings.allowed_hosts,
+                                      timeout=ctx.settings.http_timeout_seconds)
+            try:
+                link = await ConnectionClients(connections).gumroad(name)
+                if link is None:
+                    click.echo(f"error: {name!r} is not a Gumroad connection", err=True)
+                    return 1
+                days = max(1, (datetime.now(UTC).date() - start).days + 1)
+                stderr = sys.stderr
+                bar_context: Any = click.progressbar(length=days, label="days", file=stderr)
+                with bar_context as bar:
+                    def progress(p: BackfillProgress) -> None:
+                        bar.label = f"{p.sales} sales, {p.inserted} new"
+                        bar.update((p.reached - start).days - bar.pos)
+                    report = await backfill_gumroad(ctx.store, link.client, connection=name, since=start,
+                                                    on_progress=progress)
+            finally:
+                await connections.aclose()
+            click.echo(f"read {report.sales} sales in {report.batches} batches: {report.inserted} new events, "
+                       f"{report.duplicates} already known")
+            return 0
+
+        return asyncio.run(main())
+    finally:
+        ctx.close()

@@ -1,0 +1,489 @@
+"""The deriver: stored inbound events → verified → profile, domain events, runs and jobs in one transaction.
+
+One pass takes the oldest pending events. Gumroad webhooks are first confirmed by re-reading the sale or
+subscriber with the connection's token (verify-by-fetch, unless the connection turned it off); an object Gumroad
+does not know rejects the event, with the reason, before any job exists. A read that fails for another reason
+(network, 5xx, auth) leaves the event pending and holds back that connection's later events until the next pass,
+so one customer's events are still derived in order. Poll results came from the API and are not read again.
+
+Then ONE store transaction per pass, the transactional outbox: for each event, save the profile, create a run
+per triggered workflow and enqueue its planned steps, and mark the event derived (or ignored, or rejected). A
+crash before the commit leaves every event pending; the planner's idempotency keys and the store's one run per
+(inbound event, workflow) make a second derivation of an event add no run and no job. Workers are woken after
+the commit (PostgreSQL: the NOTIFY the store sends; in process: `on_jobs`).
+
+A job whose input still needs an earlier step's output, or whose condition reads one, carries what the worker
+needs to finish it under `deferred["$plan"]`; `job_plan` turns a claimed job back into the planned step and the
+derived event for `resolve_step`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Protocol
+
+from snapbridge.connectors.gumroad import (
+    GumroadClient,
+    GumroadConnectionOptions,
+    GumroadEvent,
+    SaleEvent,
+    needs_fetch,
+    verify_by_fetch,
+)
+from snapbridge.connectors.gumroad import Sale as ApiSale
+from snapbridge.connectors.gumroad import Subscriber as ApiSubscriber
+from snapbridge.errors import InvalidInput, Retryable, SnapbridgeError, WebhookRejected
+from snapbridge.runtime.derive import (
+    Derivation,
+    Inbound,
+    derive,
+    parse_inbound,
+    state_from_record,
+    state_to_record,
+    subject_email,
+)
+from snapbridge.runtime.jobplan import PLAN_KEY, JobPlan, job_plan, pack_plan
+from snapbridge.store import (
+    ClaimedJob,
+    EventSource,
+    EventStatus,
+    InboundEvent,
+    NewJob,
+    NewRun,
+    Profile,
+    Store,
+    Tx,
+    WorkflowRecord,
+)
+from snapbridge.workflows import (
+    DEFAULT_SEGMENTS,
+    CustomerProfile,
+    Event,
+    Plan,
+    PlannedStep,
+    SegmentChangedEvent,
+    SegmentRule,
+    Workflow,
+    find_action,
+    load_workflow,
+    plan_event,
+)
+
+__all__ = [
+    "DeriveReport",
+    "Deriver",
+    "DeriverConfig",
+    "GumroadAccess",
+    "GumroadLink",
+    "JobPlan",
+    "PLAN_KEY",
+    "job_plan",
+]
+
+log = logging.getLogger(__name__)
+
+_VERIFIED_SOURCES = frozenset({EventSource.GUMROAD, EventSource.REPLAY})
+
+
+@dataclass(frozen=True)
+class GumroadLink:
+    """A Gumroad connection's client and webhook options."""
+
+    client: GumroadClient
+    options: GumroadConnectionOptions = field(default_factory=GumroadConnectionOptions)
+
+
+class GumroadAccess(Protocol):
+    """How the deriver reaches a Gumroad connection to verify its webhooks (None: no such connection now)."""
+
+    async def gumroad(self, connection: str) -> GumroadLink | None: ...
+
+
+@dataclass(frozen=True)
+class DeriverConfig:
+    """Knobs of the deriver.
+
+    `profile_connection`: the Gumroad connection whose customers Snapshots events enrich. `connections`: which
+    connection a step of each app uses (a Gumroad step uses the event's Gumroad connection; a local
+    `snapbridge.*` step the profile's).
+    """
+
+    batch_size: int = 100  # events per pass and per write transaction (bounds how long SQLite is held)
+    segments: tuple[SegmentRule, ...] = DEFAULT_SEGMENTS
+    profile_connection: str = "gumroad"
+    connections: Mapping[str, str] = field(default_factory=lambda: {"snapshots": "snapshots"})
+    idle_seconds: float = 1.0  # run_forever looks again after this long even without a wake-up
+    verify_concurrency: int = 8  # verify-by-fetch reads in flight at once
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise InvalidInput(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.verify_concurrency < 1:
+            raise InvalidInput(f"verify_concurrency must be at least 1, got {self.verify_concurrency}")
+        if self.idle_seconds <= 0:
+            raise InvalidInput(f"idle_seconds must be positive, got {self.idle_seconds}")
+
+
+@dataclass(frozen=True)
+class DeriveReport:
+    """What one pass did. `waiting`: events left pending because their connection could not verify them."""
+
+    derived: int = 0
+    ignored: int = 0
+    rejected: int = 0
+    waiting: int = 0
+    runs: int = 0
+    jobs: int = 0
+
+    @property
+    def handled(self) -> int:
+        return self.derived + self.ignored + self.rejected
+
+
+@dataclass
+class _Item:
+    """One pending event on its way through a pass."""
+
+    row: InboundEvent
+    parsed: Inbound | None = None
+    email: str | None = None
+    profile_connection: str = ""
+    reject: str | None = None  # a reason: the event is marked rejected
+    waiting: bool = False  # left pending for a later pass
+
+
+Key = tuple[str, str]  # (profile connection, email)
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """What one event will write: computed before the transaction, checked and applied inside it."""
+
+    key: Key | None
+    result: Derivation | None = None
+    plans: tuple[tuple[Plan, Event], ...] = ()
+    error: str | None = None
+
+
+class Deriver:
+    """Derives pending inbound events; `run_once` is one pass, `run_forever` the service loop."""
+
+    def __init__(self, store: Store, access: GumroadAccess, *, config: DeriverConfig | None = None,
+                 clock: Callable[[], datetime] | None = None, on_jobs: Callable[[], object] | None = None) -> None:
+        self._store = store
+        self._access = access
+        self._config = config or DeriverConfig()
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._on_jobs = on_jobs
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._parsed: dict[str, tuple[str, Workflow | None]] = {}
+
+    # ---- the loop -------------------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Look for pending events now (the receiver calls this after each commit); safe from any thread."""
+        loop, event = self._loop, self._wake
+        if loop is None or event is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            event.set()
+        else:
+            loop.call_soon_threadsafe(event.set)
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Derive until `stop` is set: a pass whenever woken, or every `idle_seconds`; a full pass goes on."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                report = await self.run_once()
+            except SnapbridgeError as exc:  # an outage (store, network): the next pass tries again
+                log.warning("action=derive_failed error=%s detail=%s", type(exc).__name__, exc)
+                report = DeriveReport()
+            if report.handled >= self._config.batch_size:
+                continue  # more may be waiting
+            waiter = asyncio.ensure_future(self._wake.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({waiter, stopper}, timeout=self._config.idle_seconds,
+                               return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()
+
+    async def run_once(self) -> DeriveReport:
+        """One pass over the oldest pending events (at most `batch_size`)."""
+        rows = await asyncio.to_thread(self._store.pending_events, self._config.batch_size)
+        if not rows:
+            return DeriveReport()
+        workflows = await asyncio.to_thread(self._workflows)
+        items = await self._prepare(rows)
+        report = await asyncio.to_thread(self._commit, items, workflows, self._clock())
+        if report.jobs and self._on_jobs is not None:
+            self._on_jobs()
+        return report
+
+    # ---- before the transaction: parse and verify -------------------------------------------------------------
+
+    def _workflows(self) -> tuple[Workflow, ...]:
+        return self._parse_all(self._store.list_workflows(enabled_only=True))
+
+    def _parse_all(self, records: Sequence[WorkflowRecord]) -> tuple[Workflow, ...]:
+        """The workflows, parsed once per version of their YAML; a broken one is logged and left out."""
+        loaded: list[Workflow] = []
+        for record in records:
+            cached = self._parsed.get(record.name)
+            if cached is None or cached[0] != record.source_yaml:
+                try:
+                    workflow: Workflow | None = load_workflow(record.source_yaml, record.name)
+                except InvalidInput as exc:
+                    log.error("action=workflow_invalid workflow=%s error=%s", record.name, exc)
+                    workflow = None
+                cached = (record.source_yaml, workflow)
+                self._parsed[record.name] = cached
+            if cached[1] is not None:
+                loaded.append(cached[1])
+        return tuple(loaded)
+
+    async def _prepare(self, rows: Sequence[InboundEvent]) -> list[_Item]:
+        """Parse every row and verify the Gumroad webhooks (reads run concurrently, results apply in order)."""
+        items = [self._parse(row) for row in rows]
+        gate = asyncio.Semaphore(self._config.verify_concurrency)
+
+        async def check(item: _Item) -> ApiSale | ApiSubscriber | SnapbridgeError | None:
+            assert isinstance(item.parsed, GumroadEvent)
+            async with gate:
+                try:
+                    return await self._verify(item.row, item.parsed)
+                except SnapbridgeError as exc:  # rejected, or could not ask: decided below, in order
+                    return exc
+
+        to_check = [item for item in items if self._needs_check(item)]
+        outcomes = dict(zip((id(i) for i in to_check), await asyncio.gather(*map(check, to_check)), strict=True))
+        held: set[str] = set()  # connections whose verification failed in this pass: their later events wait
+        for item in items:
+            if item.parsed is None or item.reject is not None:
+                continue
+            if item.row.connection in held:
+                item.waiting = True
+                continue
+            outcome = outcomes.get(id(item))
+            if isinstance(outcome, WebhookRejected):
+                item.reject = f"verify-by-fetch: {outcome}"
+            elif isinstance(outcome, SnapbridgeError):
+                # Network, 5xx, auth, a malformed answer: not the event's fault, so it waits and is asked again.
+                log.warning("action=verify_deferred event=%d connection=%s error=%s", item.row.id,
+                            item.row.connection, outcome)
+                held.add(item.row.connection)
+                item.waiting = True
+            else:
+                item.email = subject_email(item.parsed, outcome)
+        return items
+
+    def _parse(self, row: InboundEvent) -> _Item:
+        item = _Item(row)
+        try:
+            item.parsed = parse_inbound(row.kind, row.payload)
+        except InvalidInput as exc:
+            item.reject = f"cannot read the stored event: {exc}"
+            return item
+        gumroad = isinstance(item.parsed, GumroadEvent)
+        item.profile_connection = row.connection if gumroad else self._config.profile_connection
+        return item
+
+    @staticmethod
+    def _needs_check(item: _Item) -> bool:
+        parsed = item.parsed
+        return (isinstance(parsed, GumroadEvent) and item.row.source in _VERIFIED_SOURCES
+                and not _is_test(parsed))
+
+    async def _verify(self, row: InboundEvent, event: GumroadEvent) -> ApiSale | ApiSubscriber | None:
+        """The object the event describes, read back; None when the connection does not verify."""
+        link = await self._access.gumroad(row.connection)
+        if link is None:
+            # Removed or not connected yet: the event waits rather than being refused for our own gap.
+            raise Retryable(f"no Gumroad connection {row.connection!r} to verify event {row.id} with",
+                            operation="get_sale")
+        if needs_fetch(event, link.options) is None:
+            return None
+        return await verify_by_fetch(link.client, event)
+
+    # ---- the transaction --------------------------------------------------------------------------------------
+
+    def _commit(self, items: Sequence[_Item], workflows: Sequence[Workflow], now: datetime) -> DeriveReport:
+        """Derive and plan first, then write it all in one transaction.
+
+        Planning (rendering every step's mappings) is most of the work, so it runs before the write transaction
+        begins, on the profiles as read then; SQLite's single writer (the receiver's commits) is held only for
+        the writes. Inside, each profile is read again under lock: a customer whose profile changed meanwhile (a
+        workflow step, another deriver), or who shares the pass with an event another deriver took, is derived
+        again there, from what is current.
+        """
+        todo = [i for i in items if not i.waiting and i.reject is None and i.parsed is not None]
+        keys = sorted({k for k in map(_key, todo) if k is not None})
+        seen = {k: self._store.get_profile(*k) for k in keys}
+        drafts = self._draft(todo, seen, workflows, now)
+        counts = {"derived": 0, "ignored": 0, "rejected": 0, "waiting": 0, "runs": 0, "jobs": 0}
+        with self._store.transaction() as tx:
+            # Locked (PostgreSQL) and re-read: an event another deriver took meanwhile is not ours any more.
+            live = {row.id for row in tx.pending_events(self._config.batch_size)}
+            # Every profile of the pass locked in one order, so two derivers cannot deadlock on them.
+            fresh = {k: tx.get_profile(*k) for k in keys}
+            stale = {k for k in keys if fresh[k] != seen[k]}
+            stale |= {k for i in todo if i.row.id not in live and (k := _key(i)) is not None}
+            if stale:
+                again = [i for i in todo if i.row.id in live and _key(i) in stale]
+                drafts.update(self._draft(again, fresh, workflows, now))
+            saved: dict[Key, Profile | None] = dict(fresh)
+            for item in items:
+                if item.row.id not in live:
+                    continue
+                if item.waiting:
+                    counts["waiting"] += 1
+                elif item.reject is not None or item.parsed is None:
+                    tx.mark_event(item.row.id, EventStatus.REJECTED, item.reject or "unreadable", now=now)
+                    counts["rejected"] += 1
+                else:
+                    self._apply(tx, item, drafts[item.row.id], saved, now, counts)
+        return DeriveReport(**counts)
+
+    def _draft(self, items: Sequence[_Item], records: Mapping[Key, Profile | None], workflows: Sequence[Workflow],
+               now: datetime) -> dict[int, _Draft]:
+        """Derive and plan the items in order, each customer's profile carried from one event to the next."""
+        states = {k: state_from_record(r) if r is not None else None for k, r in records.items()}
+        drafts: dict[int, _Draft] = {}
+        for item in items:
+            assert item.parsed is not None
+            key = _key(item)
+            state = states.get(key) if key else None
+            try:
+                result = derive(str(item.row.id), item.parsed, state, now, email=item.email,
+                                segments=self._config.segments)
+                profile = result.state.profile if result.state else state.profile if state else None
+                plans = tuple(_plans(result.events, profile, workflows))
+            except (InvalidInput, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+                drafts[item.row.id] = _Draft(key, error=f"cannot derive: {exc}")
+                continue
+            if key and result.state is not None:
+                states[key] = result.state
+            drafts[item.row.id] = _Draft(key, result, plans)
+        return drafts
+
+    def _apply(self, tx: Tx, item: _Item, draft: _Draft, saved: dict[Key, Profile | None], now: datetime,
+               counts: dict[str, int]) -> None:
+        row = item.row
+        result = draft.result
+        if draft.error is not None or result is None:
+            tx.mark_event(row.id, EventStatus.REJECTED, draft.error or "cannot derive", now=now)
+            counts["rejected"] += 1
+            return
+        if draft.key is not None and result.state is not None:
+            record = state_to_record(result.state, connection=draft.key[0], now=now, base=saved.get(draft.key))
+            saved[draft.key] = replace(record, id=tx.save_profile(record))
+        gumroad = row.connection if isinstance(item.parsed, GumroadEvent) else self._config.profile_connection
+        target = _Target(item.profile_connection, gumroad, result.email)
+        runs, jobs, notes = self._enqueue(tx, draft.plans, target, inbound_event_id=row.id, now=now)
+        counts["runs"] += runs
+        counts["jobs"] += jobs
+        status = EventStatus.IGNORED if result.ignored else EventStatus.DERIVED
+        if status is EventStatus.DERIVED:
+            notes.insert(0, ", ".join(e.type for e in result.events) or "no domain events")
+        elif result.note:
+            notes.insert(0, result.note)
+        tx.mark_event(row.id, status, "; ".join(notes)[:2000], now=now)
+        counts[status.value] += 1
+
+    def _enqueue(self, tx: Tx, plans: Sequence[tuple[Plan, Event]], target: _Target, *,
+                 inbound_event_id: int | None, now: datetime) -> tuple[int, int, list[str]]:
+        """Create a run per plan and queue its steps; (runs, new jobs, notes on plans that failed)."""
+        runs = jobs = 0
+        notes: list[str] = []
+        for plan, event in plans:
+            if plan.error is not None:
+                notes.append(plan.error)
+                log.error("action=plan_failed event=%s workflow=%s error=%s", inbound_event_id, plan.workflow,
+                          plan.error)
+                continue
+            run_id = tx.create_run(NewRun(
+                workflow_name=plan.workflow, inbound_event_id=inbound_event_id, event_type=event.type,
+                customer_key=target.email or plan.steps[0].ordering_key, created_at=now,
+            ))
+            added = tx.enqueue([self._job(run_id, step, event, target) for step in plan.steps], now=now)
+            runs += 1
+            jobs += sum(1 for r in added if not r.duplicate)
+        return runs, jobs, notes
+
+    def _job(self, run_id: int, step: PlannedStep, event: Event, target: _Target) -> NewJob:
+        return NewJob(
+            run_id=run_id, step_index=step.position, step_id=step.step_id, action=step.action,
+            connection=self._connection_for(step.action, target), ordering_key=step.ordering_key,
+            idempotency_key=step.idempotency_key, input=dict(step.input),
+            deferred=pack_plan(step, event, profile_connection=target.profile_connection, email=target.email),
+        )
+
+    def _connection_for(self, action: str, target: _Target) -> str:
+        app = find_action(action).app
+        if app == "snapbridge":
+            return target.profile_connection
+        if app == "gumroad":
+            return target.gumroad_connection
+        return self._config.connections.get(app, app)
+
+    # ---- segment changes made by a workflow step --------------------------------------------------------------
+
+    def on_segment_changed(self, tx: Tx, event: SegmentChangedEvent, job: ClaimedJob) -> None:
+        """Plan and queue what a segment change made by a `snapbridge.segments.refresh` step triggers.
+
+        Runs in the step's own transaction (the worker's hook), so the segments saved and the jobs queued commit
+        together; a retried step finds the segments already moved and calls nothing. Such runs have no inbound
+        event of their own (the run list shows them without one); the event's id keys their jobs.
+        """
+        workflows = self._parse_all(tx.list_workflows(enabled_only=True))
+        found = tx.get_profile(job.connection, event.customer.email)
+        profile = state_from_record(found).profile if found is not None else None
+        plans = _plans((event,), profile, workflows)
+        target = _Target(job.connection, self._config.profile_connection, event.customer.email)
+        # No in-process wake-up here: the transaction is the worker's and has not committed yet; the worker
+        # that ran the step claims again when it is done (PostgreSQL's NOTIFY goes out with the commit).
+        self._enqueue(tx, plans, target, inbound_event_id=None, now=self._clock())
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where a plan's steps go: the profile's connection, the Gumroad connection, the customer."""
+
+    profile_connection: str
+    gumroad_connection: str
+    email: str | None
+
+
+def _plans(events: Sequence[Event], profile: CustomerProfile | None, workflows: Sequence[Workflow]
+           ) -> list[tuple[Plan, Event]]:
+    """The plans of the derived events; a workflow runs once per inbound event (its first trigger wins)."""
+    chosen: list[tuple[Plan, Event]] = []
+    seen: set[str] = set()
+    for event in events:
+        for plan in plan_event(event, profile, workflows):
+            if plan.workflow in seen:
+                continue
+            seen.add(plan.workflow)
+            if plan.steps or plan.error is not None:
+                chosen.append((plan, event))
+    return chosen
+
+
+def _key(item: _Item) -> Key | None:
+    return (item.profile_connection, item.email) if item.email else None
+
+
+def _is_test(event: Inbound) -> bool:
+    # Test purchases and the settings-page test ping derive nothing, so there is nothing to verify.
+    return isinstance(event, SaleEvent) and (event.test or event.is_test_ping)

@@ -1,0 +1,177 @@
+"""The running service: receiver, deriver, workers and pollers wired together over one store, in one process.
+
+`serve` runs all of them (embedded deployment); `serve --no-workers` only receives and derives (receivers behind
+a load balancer); `worker` only delivers. Every part takes what it needs as arguments; this module only wires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import uvicorn
+
+from snapbridge.config import Settings
+from snapbridge.errors import SnapbridgeError, VaultError
+from snapbridge.runtime.actions import ActionRunner, Connections
+from snapbridge.runtime.deriver import Deriver, DeriverConfig
+from snapbridge.runtime.limiter import limiter_for
+from snapbridge.runtime.pollers import ConnectionClients, GumroadSalesPoller, SnapshotsLocationsPoller, run_pollers
+from snapbridge.runtime.receiver import ReceiverConfig
+from snapbridge.runtime.worker import Worker, WorkerConfig
+from snapbridge.security import Secret, Vault
+from snapbridge.store import ConnectionRecord, ConnectionStore, Store
+
+__all__ = ["HookURL", "ServiceOptions", "hook_urls", "receiver_config", "run_service"]
+
+log = logging.getLogger(__name__)
+
+AppFactory = Callable[[Settings, Store, ReceiverConfig, Callable[[], object] | None], Any]
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    receiver: bool = True
+    deriver: bool = True
+    workers: int = 1  # worker loops in this process; 0 for a receiver-only process
+    pollers: bool = True
+    poll_interval_seconds: float = 60.0
+    poll_overlap: timedelta = timedelta(days=2)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+
+
+@dataclass(frozen=True)
+class HookURL:
+    connection: str
+    app: str
+    url: str = field(repr=False)  # holds the Gumroad path secret
+
+
+def _secret(vault: Vault, record: ConnectionRecord) -> Secret | None:
+    if not record.webhook_key:
+        return None
+    return vault.decrypt(record.webhook_key, bound_to=f"{record.name}:webhook_key")
+
+
+def receiver_config(records: ConnectionStore, vault: Vault) -> ReceiverConfig:
+    """Hook secrets (Gumroad) and webhook public keys (Snapshots API) of every stored connection."""
+    gumroad: dict[str, tuple[str, str]] = {}
+    snapshots: dict[str, str] = {}
+    for record in records.list():
+        secret = _secret(vault, record)
+        if secret is None:
+            continue
+        if record.app == "gumroad":
+            gumroad[secret.reveal()] = (record.name, str(record.options.get("seller_id") or ""))
+        elif record.app == "snapshots":
+            snapshots[record.name] = secret.reveal()
+    return ReceiverConfig.from_values(gumroad=gumroad, snapshots=snapshots)
+
+
+def hook_urls(records: ConnectionStore, vault: Vault, public_base: str) -> list[HookURL]:
+    """The URLs to register with each app: Gumroad's carry the connection's secret in the path."""
+    base = public_base.rstrip("/")
+    urls: list[HookURL] = []
+    for record in records.list():
+        if record.app == "gumroad":
+            secret = _secret(vault, record)
+            if secret is not None:
+                urls.append(HookURL(record.name, "gumroad", f"{base}/hooks/gumroad/{secret.reveal()}"))
+        elif record.app == "snapshots":
+            urls.append(HookURL(record.name, "snapshots", f"{base}/hooks/snapshots"))
+    return urls
+
+
+def _first(records: list[ConnectionRecord], app: str) -> str | None:
+    return next((r.name for r in records if r.app == app), None)
+
+
+async def run_service(settings: Settings, store: Store, vault: Vault, records: ConnectionStore,
+                      options: ServiceOptions, stop: asyncio.Event, *, make_app: AppFactory,
+                      sock: socket.socket | None = None, on_ready: Callable[[], object] | None = None) -> None:
+    """Run the chosen parts until `stop` is set, then stop claiming, drain, and return.
+
+    `make_app` builds the ASGI app (the web package's `create_app`; web sits above runtime, so it comes in).
+    """
+    stored = records.list()
+    connections = Connections(records, vault, allowed_hosts=settings.allowed_hosts,
+                              timeout=settings.http_timeout_seconds)
+    clients = ConnectionClients(connections)
+    workers: list[Worker] = []
+
+    def wake_workers() -> None:
+        for worker in workers:
+            worker.wake()
+
+    deriver = Deriver(store, clients, on_jobs=wake_workers, config=DeriverConfig(
+        profile_connection=_first(stored, "gumroad") or "gumroad",
+        connections={"snapshots": _first(stored, "snapshots") or "snapshots"},
+    ))
+    runner = ActionRunner(connections, store, on_segment_changed=deriver.on_segment_changed)
+    limiter = limiter_for(store)
+    for index in range(options.workers):
+        config = options.worker if options.workers == 1 else WorkerConfig(
+            **{**options.worker.__dict__, "name": f"{options.worker.name}-{index}"})
+        workers.append(Worker(store, runner, limiter, config))
+
+    tasks: list[asyncio.Task[None]] = []
+    server: uvicorn.Server | None = None
+    if options.receiver:
+        try:
+            hooks = receiver_config(records, vault)
+        except VaultError as exc:
+            raise SnapbridgeError(f"cannot read the stored webhook secrets: {exc}") from exc
+        app = make_app(settings, store, hooks, deriver.wake if options.deriver else None)
+        host, _, port = settings.listen.rpartition(":")
+        # Access logs stay off: Gumroad's hook URL carries its secret in the path.
+        server = uvicorn.Server(uvicorn.Config(app, host=host or "127.0.0.1", port=int(port or 8080),
+                                               log_level="warning", access_log=False, lifespan="on"))
+        # The CLI owns SIGINT/SIGTERM (stop claiming, drain, exit 0); uvicorn would capture and re-raise them.
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+        tasks.append(asyncio.create_task(server.serve(sockets=[sock] if sock else None)))
+    if options.deriver:
+        tasks.append(asyncio.create_task(deriver.run_forever(stop)))
+    tasks.extend(asyncio.create_task(w.run()) for w in workers)
+    if options.pollers:
+        pollers: list[GumroadSalesPoller | SnapshotsLocationsPoller] = []
+        for record in stored:
+            if record.app == "gumroad" and (link := await clients.gumroad(record.name)) is not None:
+                pollers.append(GumroadSalesPoller(store, link.client, connection=record.name,
+                                                  overlap=options.poll_overlap))
+            elif record.app == "snapshots" and (client := await clients.snapshots(record.name)) is not None:
+                pollers.append(SnapshotsLocationsPoller(store, client, connection=record.name,
+                                                        overlap=options.poll_overlap))
+        if pollers:
+            tasks.append(asyncio.create_task(run_pollers(
+                pollers, stop, interval_seconds=options.poll_interval_seconds,
+                on_events=deriver.wake if options.deriver else None)))
+    log.info("action=service_started receiver=%s deriver=%s workers=%d pollers=%s", options.receiver,
+             options.deriver, len(workers), options.pollers)
+    if on_ready is not None:
+        # uvicorn offers no "started" event, only a flag; this wait lasts a few milliseconds once.
+        while server is not None and not server.started and not any(t.done() for t in tasks):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        on_ready()
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.stop()
+        if server is not None:
+            server.should_exit = True
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        stopper.cancel()
+        with contextlib.suppress(Exception):
+            await runner.aclose()  # closes the connections' HTTP clients
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                log.error("action=service_part_failed error=%s", result, exc_info=result)
+    log.info("action=service_stopped")

@@ -1,0 +1,266 @@
+"""The job queue's way in: runs and jobs enqueued once, claimed under a lease, one job per ordering key.
+
+Ordering rule: of the jobs of one ordering key that are not finished (queued or leased), only the one with the
+lowest id may be claimed, and never while another job of that key is under a live lease. Ids grow in the order
+jobs are enqueued, and the steps of one run are enqueued in step order, so a later step waits for its earlier
+steps and one customer's jobs run one at a time, in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from snapbridge.store.models import ClaimedJob, InsertResult, JobStatus, NewJob, NewRun, RunStatus
+from snapbridge.store.rows import WHEN, aware, chunks, is_postgres, json_dict, param, per_dialect, utc
+from snapbridge.store.schema import inbound_events, jobs, runs
+
+__all__ = ["ACTIVE", "claim", "counts", "create_runs", "enqueue", "lock_key", "next_due_at"]
+
+ACTIVE = (JobStatus.QUEUED.value, JobStatus.LEASED.value)  # not finished: holds its ordering key
+# Any fixed number: PostgreSQL advisory locks are named by integers, database-wide.
+CLAIM_LOCK = 0x736E6170
+
+
+def _status_in(table: sa.FromClause, *statuses: str) -> sa.ColumnElement[bool]:
+    # Literal values, not parameters, so both planners can use the partial indexes on unfinished jobs.
+    return table.c.status.in_([sa.literal_column(f"'{status}'") for status in statuses])
+
+
+def _heads(candidate: sa.FromClause) -> sa.ColumnElement[bool]:
+    """True for the lowest-id unfinished job of its ordering key."""
+    earlier = jobs.alias("earlier")
+    return ~sa.exists().where(
+        earlier.c.ordering_key == candidate.c.ordering_key,
+        earlier.c.id < candidate.c.id,
+        _status_in(earlier, *ACTIVE),
+    )
+
+
+def _leased_elsewhere(candidate: sa.FromClause, live: bool) -> sa.ColumnElement[bool]:
+    """True if another job of the candidate's key is leased (with `live`: and the lease runs past b_now)."""
+    other = jobs.alias("other")
+    still = [other.c.lease_expires_at > param("now", WHEN)] if live else []
+    return sa.exists().where(
+        other.c.ordering_key == candidate.c.ordering_key,
+        other.c.id != candidate.c.id,
+        _status_in(other, JobStatus.LEASED.value),
+        *still,
+    )
+
+
+def _claimable(status: JobStatus) -> sa.Select[Any]:
+    """Head jobs in `status` that are due (queued) or whose lease ran out (leased), earliest first, locked."""
+    job = jobs.alias("j")
+    when = job.c.next_attempt_at if status is JobStatus.QUEUED else job.c.lease_expires_at
+    return (
+        sa.select(job.c.id)
+        .where(_status_in(job, status.value), when <= param("now", WHEN), _heads(job),
+               ~_leased_elsewhere(job, live=True))
+        .order_by(when, job.c.id)
+        .limit(param("limit"))
+        .with_for_update(of=job, skip_locked=True)
+    )
+
+
+_CLAIMABLE = {status: _claimable(status) for status in (JobStatus.LEASED, JobStatus.QUEUED)}
+_LEASE = (
+    jobs.update()
+    .where(jobs.c.id.in_(sa.bindparam("b_ids", expanding=True)))
+    .values(status=JobStatus.LEASED.value, lease_expires_at=param("expires", WHEN), leased_by=param("worker"),
+            lease_token=jobs.c.lease_token + 1, attempts=jobs.c.attempts + 1, updated_at=param("now", WHEN))
+    .returning(*jobs.c)
+)
+_RUNS_RUNNING = (
+    runs.update()
+    .where(runs.c.id.in_(sa.bindparam("b_runs", expanding=True)),
+           runs.c.status.in_([RunStatus.PENDING.value, RunStatus.FAILED.value]))
+    .values(status=RunStatus.RUNNING.value)
+)
+_RUN_INFO = sa.select(runs.c.id, runs.c.workflow_name, runs.c.inbound_event_id).where(
+    runs.c.id.in_(sa.bindparam("b_runs", expanding=True))
+)
+_OUTPUTS = sa.select(jobs.c.run_id, jobs.c.step_index, jobs.c.step_id, jobs.c.output).where(
+    jobs.c.run_id.in_(sa.bindparam("b_runs", expanding=True)), jobs.c.status == JobStatus.SUCCEEDED.value
+)
+_CREATE_RUNS = per_dialect(
+    lambda insert: insert(runs)
+    .on_conflict_do_nothing(index_elements=["inbound_event_id", "workflow_name"])
+    .returning(runs.c.id, runs.c.inbound_event_id, runs.c.workflow_name)
+)
+_FIND_RUNS = sa.select(runs.c.id, runs.c.inbound_event_id, runs.c.workflow_name).where(
+    runs.c.inbound_event_id.in_(sa.bindparam("b_events", expanding=True))
+)
+_ENQUEUE = per_dialect(
+    lambda insert: insert(jobs)
+    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    .returning(jobs.c.id, jobs.c.idempotency_key)
+)
+_JOB_IDS = sa.select(jobs.c.id, jobs.c.idempotency_key).where(
+    jobs.c.idempotency_key.in_(sa.bindparam("b_keys", expanding=True))
+)
+_LOCK_KEY = sa.select(sa.func.pg_advisory_xact_lock(CLAIM_LOCK, sa.func.hashtext(param("key"))))
+_LOCK_CLAIMS = sa.select(sa.func.pg_advisory_xact_lock(CLAIM_LOCK))
+
+
+def lock_key(conn: Connection, ordering_key: str) -> None:
+    """Hold `ordering_key` until the transaction ends: derivers in several processes take turns per key.
+
+    Then one customer's jobs get ids in commit order, and a profile is never read by two derivers at once.
+    SQLite needs nothing: its write transactions already take turns.
+    """
+    if is_postgres(conn):
+        # The two-key form has its own key space, apart from the one-key claim lock.
+        conn.execute(_LOCK_KEY, {"b_key": ordering_key})
+
+
+def create_runs(conn: Connection, new_runs: Sequence[NewRun]) -> list[int]:
+    """A run id for each: a new run, or the one its workflow already has for its inbound event."""
+    ids: dict[tuple[int | None, str], int] = {}
+    keyed = {(r.inbound_event_id, r.workflow_name): r for r in new_runs if r.inbound_event_id is not None}
+    if keyed:
+        statement = _CREATE_RUNS[conn.dialect.name]
+        for row in conn.execute(statement, [_run_values(r) for r in keyed.values()]):
+            ids[(row.inbound_event_id, row.workflow_name)] = int(row.id)
+        missing = sorted({event for event, workflow in keyed if (event, workflow) not in ids})
+        for part in chunks(missing):
+            for row in conn.execute(_FIND_RUNS, {"b_events": list(part)}):
+                ids.setdefault((row.inbound_event_id, row.workflow_name), int(row.id))
+    result: list[int] = []
+    for run in new_runs:
+        if run.inbound_event_id is None:  # never a duplicate: each call makes a new run
+            (row,) = conn.execute(_CREATE_RUNS[conn.dialect.name], [_run_values(run)]).all()
+            result.append(int(row.id))
+        else:
+            result.append(ids[(run.inbound_event_id, run.workflow_name)])
+    return result
+
+
+def _run_values(run: NewRun) -> dict[str, object]:
+    return {
+        "workflow_name": run.workflow_name, "inbound_event_id": run.inbound_event_id,
+        "event_type": run.event_type, "customer_key": run.customer_key, "status": RunStatus.PENDING.value,
+        "created_at": utc(run.created_at), "finished_at": None, "payload_pruned": False,
+    }
+
+
+def enqueue(conn: Connection, new_jobs: Sequence[NewJob], now: datetime) -> list[InsertResult]:
+    """Queue the jobs in the order given; a job whose idempotency key exists is not added again.
+
+    The order given is the order they run in within an ordering key: enqueue a run's steps by step index.
+    """
+    now = utc(now)
+    first: dict[str, NewJob] = {}
+    for job in new_jobs:
+        first.setdefault(job.idempotency_key, job)
+    if not first:
+        return []
+    ids: dict[str, int] = {}
+    new: set[str] = set()
+    for row in conn.execute(_ENQUEUE[conn.dialect.name], [_values(job, now) for job in first.values()]):
+        ids[row.idempotency_key] = row.id
+        new.add(row.idempotency_key)
+    for part in chunks([key for key in first if key not in ids]):
+        ids.update({row.idempotency_key: row.id for row in conn.execute(_JOB_IDS, {"b_keys": list(part)})})
+    results: list[InsertResult] = []
+    for job in new_jobs:
+        key = job.idempotency_key
+        results.append(InsertResult(id=ids[key], key=key, duplicate=key not in new))
+        new.discard(key)
+    return results
+
+
+def _values(job: NewJob, now: datetime) -> dict[str, object]:
+    return {
+        "run_id": job.run_id, "step_index": job.step_index, "step_id": job.step_id, "action": job.action,
+        "connection": job.connection, "input": dict(job.input), "deferred": dict(job.deferred),
+        "status": JobStatus.QUEUED.value, "attempts": 0,
+        "next_attempt_at": now if job.next_attempt_at is None else utc(job.next_attempt_at),
+        "lease_expires_at": None, "lease_token": 0, "leased_by": None, "ordering_key": job.ordering_key,
+        "idempotency_key": job.idempotency_key, "output": None, "last_error": None,
+        "created_at": now, "updated_at": now,
+    }
+
+
+def claim(
+    conn: Connection, worker: str, *, limit: int, lease_seconds: float, now: datetime
+) -> list[ClaimedJob]:
+    """Lease up to `limit` claimable jobs to `worker`, oldest first; each claim moves the lease token on."""
+    if limit <= 0:
+        return []
+    now = utc(now)
+    if is_postgres(conn):
+        # Claims take turns (SQLite gets the same from BEGIN IMMEDIATE). Without this, two claims whose
+        # snapshots both predate the other's commit could lease two jobs of one key when ids commit out of
+        # order.
+        conn.execute(_LOCK_CLAIMS)
+    # Expired leases first (a worker died or stalled), then due jobs, earliest due first: each query walks an
+    # index in order and stops at the limit, however long the queue.
+    picked: list[int] = []
+    for status in (JobStatus.LEASED, JobStatus.QUEUED):
+        if len(picked) < limit:
+            found = conn.execute(_CLAIMABLE[status], {"b_now": now, "b_limit": limit - len(picked)})
+            picked += [int(i) for i in found.scalars()]
+    if not picked:
+        return []
+    lease = {"b_ids": picked, "b_expires": now + timedelta(seconds=lease_seconds), "b_worker": worker,
+             "b_now": now}
+    rows = sorted(conn.execute(_LEASE, lease), key=lambda row: int(row.id))
+    run_ids = sorted({int(row.run_id) for row in rows})
+    conn.execute(_RUNS_RUNNING, {"b_runs": run_ids})
+    info = conn.execute(_RUN_INFO, {"b_runs": run_ids})
+    run_info = {row.id: (row.workflow_name, row.inbound_event_id) for row in info}
+    later = sorted({int(row.run_id) for row in rows if row.step_index > 0})
+    outputs: dict[int, list[tuple[int, str, object]]] = {}
+    if later:
+        for row in conn.execute(_OUTPUTS, {"b_runs": later}):
+            step = (int(row.step_index), str(row.step_id), row.output)
+            outputs.setdefault(int(row.run_id), []).append(step)
+    return [_claimed(row, run_info[row.run_id], outputs.get(row.run_id, [])) for row in rows]
+
+
+def _claimed(
+    row: sa.Row[Any], run: tuple[str, int | None], outputs: list[tuple[int, str, object]]
+) -> ClaimedJob:
+    m = row._mapping
+    given = json_dict(m["input"])
+    return ClaimedJob(
+        id=m["id"], run_id=m["run_id"], workflow_name=run[0], inbound_event_id=run[1],
+        step_index=m["step_index"], step_id=m["step_id"], action=m["action"], connection=m["connection"],
+        ordering_key=m["ordering_key"], idempotency_key=m["idempotency_key"], input=given,
+        deferred={k: v for k, v in json_dict(m["deferred"]).items() if k not in given},
+        step_outputs={step_id: output for index, step_id, output in outputs if index < m["step_index"]},
+        attempt=m["attempts"], lease_token=m["lease_token"], lease_expires_at=aware(m["lease_expires_at"]),
+        leased_by=m["leased_by"],
+    )
+
+
+def next_due_at(conn: Connection) -> datetime | None:
+    """When a job may next become claimable: the earliest due head job, or the earliest lease to run out."""
+    job = jobs.alias("j")
+    due = conn.execute(
+        sa.select(job.c.next_attempt_at)
+        .where(_status_in(job, JobStatus.QUEUED.value), _heads(job), ~_leased_elsewhere(job, live=False))
+        .order_by(job.c.next_attempt_at)
+        .limit(1)
+    ).scalar()
+    expiry = conn.execute(
+        sa.select(sa.func.min(jobs.c.lease_expires_at)).where(jobs.c.status == JobStatus.LEASED.value)
+    ).scalar()
+    found = [aware(value) for value in (due, expiry) if value is not None]
+    return min(found) if found else None
+
+
+def counts(conn: Connection) -> dict[str, int]:
+    """Jobs by status (every status present), and `events_received`: inbound events not yet derived."""
+    found = {status.value: 0 for status in JobStatus}
+    for status, number in conn.execute(sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status)):
+        found[status] = number
+    found["events_received"] = conn.execute(
+        sa.select(sa.func.count()).select_from(inbound_events).where(inbound_events.c.status == "received")
+    ).scalar_one()
+    return found

@@ -1,0 +1,247 @@
+"""How leased jobs end (done, retry later, dead letter, released), in batches; how dead letters are replayed.
+
+Every ending is fenced: it applies only while the job is still leased with the caller's token, so a worker
+whose lease expired and was taken over changes nothing but the attempt log (outcome `fenced`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from snapbridge.errors import InvalidInput
+from snapbridge.store.models import (
+    AttemptOutcome,
+    JobDead,
+    JobDone,
+    JobOutcome,
+    JobReleased,
+    JobRetry,
+    JobStatus,
+    RunStatus,
+)
+from snapbridge.store.notify import notify_jobs
+from snapbridge.store.rows import JSON, WHEN, json_dict, param, utc
+from snapbridge.store.schema import attempts, jobs, runs
+
+__all__ = ["lookup", "reference_path", "replay", "settle"]
+
+_HELD = (
+    sa.select(jobs.c.id, jobs.c.lease_token)
+    .where(jobs.c.id.in_(sa.bindparam("b_ids", expanding=True)), jobs.c.status == JobStatus.LEASED.value)
+    .order_by(jobs.c.id)  # rows locked in one order by everyone: two batches cannot deadlock
+    .with_for_update()
+)
+_FENCE = jobs.update().where(
+    jobs.c.id == param("id"), jobs.c.lease_token == param("token"), jobs.c.status == JobStatus.LEASED.value
+)
+_FREE = {"lease_expires_at": None, "leased_by": None, "updated_at": param("now", WHEN)}
+_DONE = _FENCE.values(status=JobStatus.SUCCEEDED.value, output=param("output", JSON), last_error=None,
+                      **_FREE)
+_RETRY = _FENCE.values(status=JobStatus.QUEUED.value, next_attempt_at=param("at", WHEN),
+                       last_error=param("error"), **_FREE)
+_DEAD = _FENCE.values(status=JobStatus.DEAD.value, last_error=param("error"), **_FREE)
+_RELEASE = _FENCE.values(status=JobStatus.QUEUED.value, attempts=jobs.c.attempts - 1, **_FREE)
+_RUN_STEPS = sa.select(
+    jobs.c.id, jobs.c.run_id, jobs.c.step_index, jobs.c.status, jobs.c.input, jobs.c.deferred
+).where(jobs.c.run_id.in_(sa.bindparam("b_runs", expanding=True)))
+_SET_INPUT = jobs.update().where(jobs.c.id == param("id")).values(input=param("input", JSON))
+_SET_RUNS = runs.update().where(runs.c.id.in_(sa.bindparam("b_runs", expanding=True))).values(
+    status=param("status"), finished_at=param("finished", WHEN)
+)
+_CANCEL_LATER = (
+    jobs.update()
+    .where(jobs.c.run_id == param("run"), jobs.c.step_index > param("step"),
+           jobs.c.status == JobStatus.QUEUED.value)
+    .values(status=JobStatus.CANCELLED.value, updated_at=param("now", WHEN))
+)
+_ATTEMPT = {
+    JobDone: AttemptOutcome.SUCCEEDED, JobRetry: AttemptOutcome.RETRY, JobDead: AttemptOutcome.DEAD,
+}
+
+
+def reference_path(reference: object, step_id: str) -> tuple[str, ...] | None:
+    """The path in `step_id`'s output that a deferred value names ("steps.<id>.output[.<path>]"), or None."""
+    if not isinstance(reference, str):
+        return None
+    stem = f"steps.{step_id}.output"
+    if reference == stem:
+        return ()
+    if reference.startswith(stem + ".") and len(reference) > len(stem) + 1:
+        return tuple(reference[len(stem) + 1:].split("."))
+    return None
+
+
+def lookup(value: object, path: Sequence[str]) -> object:
+    """The value at `path` (object keys, list indexes); None where the path leads nowhere."""
+    for part in path:
+        if isinstance(value, Mapping):
+            value = value.get(part)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
+def settle(conn: Connection, outcomes: Sequence[JobOutcome], now: datetime) -> list[bool]:
+    """Apply each outcome in the caller's one transaction, a few statements for the whole batch.
+
+    An outcome whose job is no longer leased with its token is fenced (False): only its attempt is logged.
+    """
+    now = utc(now)
+    ids = sorted({o.job.id for o in outcomes})
+    # Locked here, so no claim can move a token on between this check and the updates below.
+    held = {row.id: row.lease_token for row in conn.execute(_HELD, {"b_ids": ids})} if ids else {}
+    applied: list[bool] = []
+    for outcome in outcomes:
+        ok = held.get(outcome.job.id) == outcome.job.lease_token
+        held.pop(outcome.job.id, None)  # a job listed twice ends once
+        applied.append(ok)
+    ended = [(o, ok) for o, ok in zip(outcomes, applied, strict=True)]
+    _update_jobs(conn, [o for o, ok in ended if ok], now)
+    tries = [_attempt_row(o, ok) for o, ok in ended if not isinstance(o, JobReleased)]
+    if tries:
+        conn.execute(attempts.insert(), tries)
+    done = [o for o, ok in ended if ok and isinstance(o, JobDone)]
+    if done:
+        _after_success(conn, done, now)
+    retried = sorted({o.job.run_id for o, ok in ended if ok and isinstance(o, JobRetry)})
+    if retried:
+        conn.execute(_SET_RUNS, {"b_runs": retried, "b_status": RunStatus.FAILED.value, "b_finished": None})
+    dead = [o for o, ok in ended if ok and isinstance(o, JobDead)]
+    if dead:
+        conn.execute(_CANCEL_LATER, [{"b_run": o.job.run_id, "b_step": o.job.step_index, "b_now": now}
+                                     for o in dead])
+        runs_dead = sorted({o.job.run_id for o in dead})
+        conn.execute(_SET_RUNS, {"b_runs": runs_dead, "b_status": RunStatus.DEAD.value, "b_finished": now})
+    if any(ok and not isinstance(o, JobRetry) for o, ok in ended):
+        notify_jobs(conn)  # a key's next job may be claimable now, by a worker in another process
+    return applied
+
+
+def _update_jobs(conn: Connection, outcomes: Sequence[JobOutcome], now: datetime) -> None:
+    """The jobs' new states, one executemany per kind of ending."""
+    batches: dict[Any, list[dict[str, object]]] = {_DONE: [], _RETRY: [], _DEAD: [], _RELEASE: []}
+    for o in outcomes:
+        fence: dict[str, object] = {"b_id": o.job.id, "b_token": o.job.lease_token, "b_now": now}
+        if isinstance(o, JobDone):
+            batches[_DONE].append({**fence, "b_output": o.output})
+        elif isinstance(o, JobRetry):
+            batches[_RETRY].append({**fence, "b_at": utc(o.at), "b_error": o.error})
+        elif isinstance(o, JobDead):
+            batches[_DEAD].append({**fence, "b_error": o.reason})
+        else:
+            batches[_RELEASE].append(fence)
+    for stmt, rows in batches.items():
+        if rows:
+            conn.execute(stmt, rows)
+
+
+def _attempt_row(outcome: JobDone | JobRetry | JobDead, ok: bool) -> dict[str, object]:
+    job, attempt = outcome.job, outcome.attempt
+    reason = ""
+    if isinstance(outcome, JobRetry):
+        reason = outcome.error
+    elif isinstance(outcome, JobDead):
+        reason = outcome.reason
+    return {
+        "job_id": job.id, "attempt": job.attempt, "started_at": utc(attempt.started_at),
+        "duration_ms": attempt.duration_ms, "http_status": attempt.http_status,
+        "outcome": (_ATTEMPT[type(outcome)] if ok else AttemptOutcome.FENCED).value,
+        "request_excerpt": attempt.request_excerpt, "response_excerpt": attempt.response_excerpt,
+        "error": attempt.error or reason,
+    }
+
+
+def _after_success(conn: Connection, done: Sequence[JobDone], now: datetime) -> None:
+    """Fill later steps' references to the new outputs; a run whose steps all succeeded succeeds."""
+    by_run: dict[int, list[JobDone]] = {}
+    for outcome in done:
+        by_run.setdefault(outcome.job.run_id, []).append(outcome)
+    unfinished: set[int] = set()
+    inputs: list[dict[str, object]] = []
+    for row in conn.execute(_RUN_STEPS, {"b_runs": sorted(by_run)}).all():
+        if row.status != JobStatus.SUCCEEDED.value:
+            unfinished.add(int(row.run_id))
+        filled = {}
+        for outcome in by_run[int(row.run_id)]:
+            if row.step_index <= outcome.job.step_index:
+                continue
+            for name, reference in json_dict(row.deferred).items():
+                path = reference_path(reference, outcome.job.step_id)
+                if path is not None:
+                    filled[name] = lookup(outcome.output, path)
+        if filled:
+            inputs.append({"b_id": row.id, "b_input": {**json_dict(row.input), **filled}})
+    if inputs:
+        conn.execute(_SET_INPUT, inputs)
+    finished = sorted(set(by_run) - unfinished)
+    if finished:
+        succeeded = {"b_runs": finished, "b_status": RunStatus.SUCCEEDED.value, "b_finished": now}
+        conn.execute(_SET_RUNS, succeeded)
+
+
+def replay(
+    conn: Connection,
+    *,
+    job_ids: Sequence[int] | None,
+    run_ids: Sequence[int] | None,
+    workflow: str | None,
+    all_dead: bool,
+    from_start: bool,
+    now: datetime,
+) -> int:
+    """Queue matching dead letters again (filters combine; `all_dead` alone takes all); returns how many.
+
+    The jobs keep their idempotency keys, so a write that did happen is not doubled. The run's cancelled later
+    steps are queued again; with `from_start`, every step of the run is, and outputs filled from earlier steps
+    are cleared so they are filled afresh.
+    """
+    now = utc(now)
+    where: list[sa.ColumnElement[bool]] = []
+    if job_ids is not None:
+        where.append(jobs.c.id.in_(list(job_ids)))
+    if run_ids is not None:
+        where.append(jobs.c.run_id.in_(list(run_ids)))
+    if workflow is not None:
+        where.append(jobs.c.run_id.in_(sa.select(runs.c.id).where(runs.c.workflow_name == workflow)))
+    if not where and not all_dead:
+        raise InvalidInput("say which dead letters to replay: job ids, run ids, a workflow, or all")
+    dead = conn.execute(
+        sa.select(jobs.c.id, jobs.c.run_id, jobs.c.step_index)
+        .where(jobs.c.status == JobStatus.DEAD.value, *where)
+        .order_by(jobs.c.id)
+        .with_for_update()
+    ).all()
+    if not dead:
+        return 0
+    again: dict[str, Any] = {
+        "status": JobStatus.QUEUED.value, "attempts": 0, "next_attempt_at": now, "lease_expires_at": None,
+        "leased_by": None, "updated_at": now,
+    }
+    run_set = sorted({int(row.run_id) for row in dead})
+    if from_start:
+        steps = sa.select(jobs.c.id, jobs.c.input, jobs.c.deferred).where(jobs.c.run_id.in_(run_set))
+        for row in conn.execute(steps).all():
+            deferred = json_dict(row.deferred)
+            kept = {k: v for k, v in json_dict(row.input).items() if k not in deferred}
+            conn.execute(jobs.update().where(jobs.c.id == row.id).values(input=kept, output=None, **again))
+    else:
+        conn.execute(jobs.update().where(jobs.c.id.in_([row.id for row in dead])).values(**again))
+        for row in dead:
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.run_id == row.run_id, jobs.c.step_index > row.step_index,
+                       jobs.c.status == JobStatus.CANCELLED.value)
+                .values(**again)
+            )
+    conn.execute(
+        runs.update().where(runs.c.id.in_(run_set)).values(status=RunStatus.RUNNING.value, finished_at=None)
+    )
+    notify_jobs(conn)
+    return len(dead)

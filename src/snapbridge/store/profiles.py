@@ -1,0 +1,121 @@
+"""Customer profiles (one per Gumroad connection and email) and the installed workflows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from snapbridge.store.models import Profile, WorkflowRecord
+from snapbridge.store.rows import InsertFn, aware, aware_or_none, is_postgres, json_dict, per_dialect, utc
+from snapbridge.store.schema import customer_profiles, workflows
+
+__all__ = [
+    "delete_workflow",
+    "get_profile",
+    "get_workflow",
+    "list_workflows",
+    "save_profile",
+    "save_workflow",
+    "set_workflow_enabled",
+]
+
+
+KEPT = ("connection", "email", "first_seen_at")  # an update keeps these
+
+
+def _save_profile(insert: InsertFn) -> sa.Insert:
+    stmt = insert(customer_profiles)
+    changed = {c.name: stmt.excluded[c.name] for c in customer_profiles.c if c.name not in (*KEPT, "id")}
+    return stmt.on_conflict_do_update(index_elements=["connection", "email"], set_=changed).returning(
+        customer_profiles.c.id
+    )
+
+
+def _save_workflow(insert: InsertFn) -> sa.Insert:
+    stmt = insert(workflows)
+    changed = {name: stmt.excluded[name] for name in ("source_yaml", "enabled", "updated_at")}
+    return stmt.on_conflict_do_update(index_elements=["name"], set_=changed).returning(*workflows.c)
+
+
+_SAVE_PROFILE = per_dialect(_save_profile)
+_SAVE_WORKFLOW = per_dialect(_save_workflow)
+
+
+def _profile(row: sa.Row[Any]) -> Profile:
+    m = row._mapping
+    return Profile(
+        id=m["id"], connection=m["connection"], email=m["email"], name=m["name"], plan=m["plan"],
+        location_id=m["location_id"], timezone=m["timezone"], region=m["region"], tier=m["tier"],
+        tags=tuple(m["tags"] or ()), segments=tuple(m["segments"] or ()),
+        attributes=json_dict(m["attributes"]),
+        last_activity_at=aware_or_none(m["last_activity_at"]), lifetime_value_cents=m["lifetime_value_cents"],
+        purchases=m["purchases"], first_seen_at=aware(m["first_seen_at"]), updated_at=aware(m["updated_at"]),
+    )
+
+
+def get_profile(conn: Connection, connection: str, email: str, *, lock: bool = False) -> Profile | None:
+    """The profile of `email` (any case); with `lock`, held until the transaction ends (PostgreSQL)."""
+    stmt = sa.select(customer_profiles).where(
+        customer_profiles.c.connection == connection, customer_profiles.c.email == email.strip().lower()
+    )
+    if lock and is_postgres(conn):
+        stmt = stmt.with_for_update()
+    row = conn.execute(stmt).first()
+    return _profile(row) if row else None
+
+
+def save_profile(conn: Connection, profile: Profile) -> int:
+    """Insert or replace the profile of (connection, email); returns its id. `first_seen_at` is kept."""
+    values: dict[str, object] = {
+        "connection": profile.connection, "email": profile.email.strip().lower(), "name": profile.name,
+        "plan": profile.plan, "location_id": profile.location_id, "timezone": profile.timezone,
+        "region": profile.region, "tier": profile.tier, "tags": list(profile.tags),
+        "segments": list(profile.segments), "attributes": dict(profile.attributes),
+        "last_activity_at": None if profile.last_activity_at is None else utc(profile.last_activity_at),
+        "lifetime_value_cents": profile.lifetime_value_cents, "purchases": profile.purchases,
+        "first_seen_at": utc(profile.first_seen_at), "updated_at": utc(profile.updated_at),
+    }
+    return int(conn.execute(_SAVE_PROFILE[conn.dialect.name], values).scalar_one())
+
+
+def _workflow(row: sa.Row[Any]) -> WorkflowRecord:
+    m = row._mapping
+    return WorkflowRecord(
+        id=m["id"], name=m["name"], source_yaml=m["source_yaml"], enabled=bool(m["enabled"]),
+        created_at=aware(m["created_at"]), updated_at=aware(m["updated_at"]),
+    )
+
+
+def save_workflow(
+    conn: Connection, name: str, source_yaml: str, *, enabled: bool, now: datetime
+) -> WorkflowRecord:
+    """Install or replace the workflow called `name`; its creation time is kept."""
+    values = {"name": name, "source_yaml": source_yaml, "enabled": enabled, "created_at": utc(now),
+              "updated_at": utc(now)}
+    return _workflow(conn.execute(_SAVE_WORKFLOW[conn.dialect.name], values).one())
+
+
+def get_workflow(conn: Connection, name: str) -> WorkflowRecord | None:
+    row = conn.execute(sa.select(workflows).where(workflows.c.name == name)).first()
+    return _workflow(row) if row else None
+
+
+def list_workflows(conn: Connection, *, enabled_only: bool = False) -> list[WorkflowRecord]:
+    stmt = sa.select(workflows).order_by(workflows.c.name)
+    if enabled_only:
+        stmt = stmt.where(workflows.c.enabled.is_(True))
+    return [_workflow(row) for row in conn.execute(stmt)]
+
+
+def delete_workflow(conn: Connection, name: str) -> bool:
+    return conn.execute(workflows.delete().where(workflows.c.name == name)).rowcount > 0
+
+
+def set_workflow_enabled(conn: Connection, name: str, *, enabled: bool, now: datetime) -> bool:
+    result = conn.execute(
+        workflows.update().where(workflows.c.name == name).values(enabled=enabled, updated_at=utc(now))
+    )
+    return result.rowcount > 0

@@ -1,0 +1,371 @@
+"""The store's one front door: `Store` runs each call in its own transaction, `Tx` composes calls in one.
+
+Every database failure (locked, refused, lost, constraint) leaves as StoreUnavailable, so callers tell their
+sender to retry. Write transactions begin IMMEDIATE on SQLite; claims and buckets lock rows on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from snapbridge.errors import StoreUnavailable
+from snapbridge.store import buckets, events, jobs, profiles, retention, usage
+from snapbridge.store import outcomes as outcomes_
+from snapbridge.store import runs as history
+from snapbridge.store.engine import IMMEDIATE, take_over_sqlite_transactions
+from snapbridge.store.models import (
+    AttemptRecord,
+    BucketState,
+    ClaimedJob,
+    DeadLetter,
+    EventMark,
+    EventStatus,
+    InboundEvent,
+    InsertResult,
+    JobDead,
+    JobDone,
+    JobOutcome,
+    JobReleased,
+    JobRetry,
+    NewInboundEvent,
+    NewJob,
+    NewRun,
+    Profile,
+    RunDetail,
+    RunStatus,
+    RunSummary,
+    UsageSample,
+    UsageWindow,
+    WorkflowRecord,
+)
+from snapbridge.store.notify import JobListener, notify_jobs
+from snapbridge.store.rows import unavailable
+
+__all__ = ["Store", "Tx"]
+
+Clock = Callable[[], datetime]
+
+
+_FILE_LOCKS: dict[str, tuple[threading.Lock, threading.local]] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def _system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def _file_lock(engine: Engine) -> tuple[threading.Lock, threading.local]:
+    """One write lock per SQLite file in this process, shared by every Store and engine on that file, and a
+    per-thread flag telling whether this thread holds it."""
+    database = engine.url.database or ""
+    key = os.path.realpath(database) if database and database != ":memory:" else f"pool:{id(engine.pool)}"
+    with _FILE_LOCKS_GUARD:
+        return _FILE_LOCKS.setdefault(key, (threading.Lock(), threading.local()))
+
+
+class Tx:
+    """One open transaction. The receiver, deriver and pollers put their writes in it together."""
+
+    def __init__(self, conn: Connection, clock: Clock) -> None:
+        self._conn = conn
+        self._clock = clock
+
+    def insert_events(self, new: Sequence[NewInboundEvent]) -> list[InsertResult]:
+        return events.insert_events(self._conn, new)
+
+    def pending_events(self, limit: int) -> list[InboundEvent]:
+        """Events to derive, oldest first; on PostgreSQL locked, skipping those another deriver holds."""
+        return events.pending_events(self._conn, limit, lock=True)
+
+    def get_event(self, event_id: int) -> InboundEvent | None:
+        return events.get_event(self._conn, event_id)
+
+    def mark_event(
+        self, event_id: int, status: EventStatus, note: str = "", *, now: datetime | None = None
+    ) -> bool:
+        """Record what derivation made of the event; False if there is no such event."""
+        return self.mark_events([EventMark(event_id, status, note)], now=now) == 1
+
+    def mark_events(self, marks: Sequence[EventMark], *, now: datetime | None = None) -> int:
+        """Many marks in one statement; returns how many events were found."""
+        return events.mark_events(self._conn, marks, now or self._clock())
+
+    def get_profile(self, connection: str, email: str) -> Profile | None:
+        """The profile, locked until commit on PostgreSQL so two derivers cannot both update it."""
+        return profiles.get_profile(self._conn, connection, email, lock=True)
+
+    def save_profile(self, profile: Profile) -> int:
+        return profiles.save_profile(self._conn, profile)
+
+    def list_workflows(self, *, enabled_only: bool = False) -> list[WorkflowRecord]:
+        return profiles.list_workflows(self._conn, enabled_only=enabled_only)
+
+    def lock_key(self, ordering_key: str) -> None:
+        """Take turns with other processes' derivers on this key (PostgreSQL); call before get_profile."""
+        jobs.lock_key(self._conn, ordering_key)
+
+    def create_run(self, run: NewRun) -> int:
+        """A new run, or the one this workflow already has for this inbound event (re-derivation)."""
+        return jobs.create_runs(self._conn, [run])[0]
+
+    def create_runs(self, new_runs: Sequence[NewRun]) -> list[int]:
+        """create_run for many in one statement; ids in the order given."""
+        return jobs.create_runs(self._conn, new_runs)
+
+    def enqueue(self, new_jobs: Sequence[NewJob], *, now: datetime | None = None) -> list[InsertResult]:
+        """Queue jobs (a run's steps in step order); a known idempotency key is reported, not added again.
+
+        `deferred` maps an input field to "steps.<step id>.output[.<path>]" to have the store fill it in when
+        that step completes; any other value is left for the worker (ClaimedJob.deferred and step_outputs).
+        """
+        results = jobs.enqueue(self._conn, new_jobs, now or self._clock())
+        if any(not r.duplicate for r in results):
+            notify_jobs(self._conn)
+        return results
+
+    def get_cursor(self, name: str) -> str | None:
+        return events.get_cursor(self._conn, name)
+
+    def set_cursor(self, name: str, cursor: str, *, now: datetime | None = None) -> None:
+        events.set_cursor(self._conn, name, cursor, now or self._clock())
+
+    def notify_jobs(self) -> None:
+        notify_jobs(self._conn)
+
+
+class Store:
+    """The durable store and queue over one engine (SQLite file or PostgreSQL)."""
+
+    def __init__(self, engine: Engine, *, clock: Clock = _system_clock, write_wait: float = 30.0) -> None:
+        """`write_wait`: how long a SQLite write waits for this process's other writers before giving up."""
+        take_over_sqlite_transactions(engine)
+        self.engine = engine
+        self.is_postgres = engine.dialect.name == "postgresql"
+        self._writer = engine.execution_options(**{IMMEDIATE: True})
+        self._clock = clock
+        self._listener = JobListener(engine) if self.is_postgres else None
+        # SQLite has one writer at a time and its busy handler polls with sleeps, which lets a busy thread
+        # starve the others; this process's threads queue on a lock instead (other processes: busy_timeout).
+        self._write_lock: threading.Lock | None = None
+        self._writing = threading.local()
+        if not self.is_postgres:
+            self._write_lock, self._writing = _file_lock(engine)
+        self._write_wait = write_wait
+
+    @contextmanager
+    def _write(self, what: str) -> Iterator[Connection]:
+        if getattr(self._writing, "active", False):
+            # A second write transaction on this thread would wait for the first forever (SQLite) or commit
+            # apart from it (PostgreSQL): a bug in the caller, who should use the Tx it holds.
+            raise RuntimeError(f"cannot {what} inside Store.transaction() on the same thread; use the Tx")
+        lock = self._write_lock
+        if lock is not None and not lock.acquire(timeout=self._write_wait):
+            held = f"other writers held the database for {self._write_wait:g} s"
+            raise StoreUnavailable(f"cannot {what}: {held}")
+        self._writing.active = True
+        try:
+            with self._writer.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise unavailable(what, exc) from exc
+        finally:
+            self._writing.active = False
+            if lock is not None:
+                lock.release()
+
+    @contextmanager
+    def _read(self, what: str) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise unavailable(what, exc) from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
+        with self._write("commit the transaction") as conn:
+            yield Tx(conn, self._clock)
+
+    def close(self) -> None:
+        """Close the LISTEN connection, if any; the engine belongs to the caller."""
+        if self._listener is not None:
+            self._listener.close()
+
+    # inbound
+
+    def insert_events(self, new: Sequence[NewInboundEvent]) -> list[InsertResult]:
+        """Store a batch in ONE transaction (group commit); a known dedupe key is reported, never an error."""
+        with self._write("store inbound events") as conn:
+            return events.insert_events(conn, new)
+
+    def pending_events(self, limit: int) -> list[InboundEvent]:
+        with self._read("read pending events") as conn:
+            return events.pending_events(conn, limit)
+
+    def get_event(self, event_id: int) -> InboundEvent | None:
+        with self._read(f"read inbound event {event_id}") as conn:
+            return events.get_event(conn, event_id)
+
+    def get_cursor(self, name: str) -> str | None:
+        with self._read(f"read cursor {name!r}") as conn:
+            return events.get_cursor(conn, name)
+
+    def get_profile(self, connection: str, email: str) -> Profile | None:
+        with self._read("read a customer profile") as conn:
+            return profiles.get_profile(conn, connection, email)
+
+    # workflows
+
+    def save_workflow(self, name: str, source_yaml: str, *, enabled: bool = True,
+                      now: datetime | None = None) -> WorkflowRecord:
+        with self._write(f"save workflow {name!r}") as conn:
+            return profiles.save_workflow(conn, name, source_yaml, enabled=enabled, now=now or self._clock())
+
+    def get_workflow(self, name: str) -> WorkflowRecord | None:
+        with self._read(f"read workflow {name!r}") as conn:
+            return profiles.get_workflow(conn, name)
+
+    def list_workflows(self, *, enabled_only: bool = False) -> list[WorkflowRecord]:
+        with self._read("list workflows") as conn:
+            return profiles.list_workflows(conn, enabled_only=enabled_only)
+
+    def set_workflow_enabled(self, name: str, *, enabled: bool, now: datetime | None = None) -> bool:
+        with self._write(f"update workflow {name!r}") as conn:
+            return profiles.set_workflow_enabled(conn, name, enabled=enabled, now=now or self._clock())
+
+    def delete_workflow(self, name: str) -> bool:
+        with self._write(f"delete workflow {name!r}") as conn:
+            return profiles.delete_workflow(conn, name)
+
+    # queue
+
+    def claim(self, worker: str, *, limit: int, lease_seconds: float,
+              now: datetime | None = None) -> list[ClaimedJob]:
+        with self._write("claim jobs") as conn:
+            return jobs.claim(conn, worker, limit=limit, lease_seconds=lease_seconds,
+                              now=now or self._clock())
+
+    def settle(self, outcomes: Sequence[JobOutcome], *, now: datetime | None = None) -> list[bool]:
+        """End many leased jobs in ONE transaction (one commit); each False where its lease was taken over."""
+        with self._write("record job outcomes") as conn:
+            return outcomes_.settle(conn, outcomes, now or self._clock())
+
+    def complete(self, job: ClaimedJob, *, output: object, attempt: AttemptRecord,
+                 now: datetime | None = None) -> bool:
+        """Done: later steps' "steps.<id>.output…" inputs are filled, the run succeeds with its last step."""
+        return self.settle([JobDone(job, output, attempt)], now=now)[0]
+
+    def retry_later(self, job: ClaimedJob, *, at: datetime, attempt: AttemptRecord, error: str,
+                    now: datetime | None = None) -> bool:
+        """Queued again, due at `at`; the run shows failed until the retry."""
+        return self.settle([JobRetry(job, at, attempt, error)], now=now)[0]
+
+    def dead_letter(self, job: ClaimedJob, *, attempt: AttemptRecord, reason: str,
+                    now: datetime | None = None) -> bool:
+        """A dead letter: the run is dead and its later steps cancelled, until a replay."""
+        return self.settle([JobDead(job, attempt, reason)], now=now)[0]
+
+    def release(self, job: ClaimedJob, *, now: datetime | None = None) -> bool:
+        """Back to the queue untried (shutdown); the claim does not count as an attempt."""
+        return self.settle([JobReleased(job)], now=now)[0]
+
+    def replay(self, *, job_ids: Sequence[int] | None = None, run_ids: Sequence[int] | None = None,
+               workflow: str | None = None, all_dead: bool = False, from_start: bool = False,
+               now: datetime | None = None) -> int:
+        with self._write("replay dead letters") as conn:
+            return outcomes_.replay(conn, job_ids=job_ids, run_ids=run_ids, workflow=workflow,
+                                   all_dead=all_dead, from_start=from_start, now=now or self._clock())
+
+    def next_due_at(self) -> datetime | None:
+        with self._read("read the queue") as conn:
+            return jobs.next_due_at(conn)
+
+    def counts(self) -> dict[str, int]:
+        with self._read("count jobs") as conn:
+            return jobs.counts(conn)
+
+    # history
+
+    def runs(self, *, status: RunStatus | Collection[RunStatus] | None = None, workflow: str | None = None,
+             customer: str | None = None, since: datetime | None = None, before_id: int | None = None,
+             limit: int = 50) -> list[RunSummary]:
+        with self._read("list runs") as conn:
+            return history.list_runs(conn, status=status, workflow=workflow, customer=customer, since=since,
+                                     before_id=before_id, limit=limit)
+
+    def run_detail(self, run_id: int) -> RunDetail | None:
+        with self._read(f"read run {run_id}") as conn:
+            return history.run_detail(conn, run_id)
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        with self._read("list dead letters") as conn:
+            return history.dead_letters(conn, limit)
+
+    # rate limits and usage
+
+    def take_token(self, name: str, *, capacity: float, refill_per_second: float,
+                   now: datetime | None = None) -> float:
+        """0.0 if a token was taken; else the seconds to wait before asking again (nothing was taken)."""
+        granted, wait = self.take_tokens(name, want=1, capacity=capacity, refill_per_second=refill_per_second,
+                                         now=now)
+        return 0.0 if granted else wait
+
+    def take_tokens(self, name: str, *, want: int, capacity: float, refill_per_second: float,
+                    now: datetime | None = None) -> tuple[int, float]:
+        """Up to `want` tokens in one round trip, for a worker to spend locally: (taken, 0.0) or (0, wait)."""
+        with self._write(f"take tokens from {name!r}") as conn:
+            return buckets.take_tokens(conn, name, want=want, capacity=capacity,
+                                       refill_per_second=refill_per_second, now=now or self._clock())
+
+    def block_bucket(self, name: str, until: datetime, *, now: datetime | None = None) -> None:
+        with self._write(f"block bucket {name!r}") as conn:
+            buckets.block_bucket(conn, name, until, now or self._clock())
+
+    def observe_limits(self, name: str, *, capacity: float, refill_per_second: float, remaining: int | None,
+                       now: datetime | None = None) -> None:
+        with self._write(f"update bucket {name!r}") as conn:
+            buckets.observe_limits(conn, name, capacity=capacity, refill_per_second=refill_per_second,
+                                   remaining=remaining, now=now or self._clock())
+
+    def get_bucket(self, name: str) -> BucketState | None:
+        with self._read(f"read bucket {name!r}") as conn:
+            return buckets.get_bucket(conn, name)
+
+    def record_usage(self, connection: str, *, now: datetime | None = None, status: int | None,
+                     latency_ms: float, throttled: bool = False) -> None:
+        sample = UsageSample(connection, now or self._clock(), status, latency_ms, throttled)
+        self.record_usage_batch([sample])
+
+    def record_usage_batch(self, samples: Sequence[UsageSample]) -> None:
+        """Many requests' usage in one transaction (workers may buffer and flush)."""
+        with self._write("record usage") as conn:
+            usage.record_usage(conn, samples)
+
+    def usage(self, connection: str | None, since: datetime) -> list[UsageWindow]:
+        with self._read("read usage") as conn:
+            return usage.usage_since(conn, connection, since)
+
+    # retention and wake-ups
+
+    def prune(self, *, older_than: datetime) -> int:
+        with self._write("prune old runs") as conn:
+            return retention.prune(conn, older_than)
+
+    def notify_jobs(self) -> None:
+        with self._write("notify workers") as conn:
+            notify_jobs(conn)
+
+    def wait_for_jobs(self, timeout: float) -> bool:
+        """PostgreSQL: block up to `timeout` s for a NOTIFY (True if one came); the first call starts
+        listening. SQLite: False at once; workers in one process use an asyncio.Event instead."""
+        if self._listener is None:
+            return False
+        return self._listener.wait(timeout)

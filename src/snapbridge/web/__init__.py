@@ -1,0 +1,6 @@
+"""The ASGI app: webhook endpoints now; the management API and the dashboard to come."""
+
+from snapbridge.web.app import create_app
+from snapbridge.web.hooks import HookEndpoints, not_found
+
+__all__ = ["HookEndpoints", "create_app", "not_found"]

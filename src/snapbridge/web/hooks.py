@@ -1,0 +1,188 @@
+"""The webhook endpoints: read the body within limits, authenticate, parse, and answer after the commit.
+
+Answers (DESIGN.md "External contract → Webhooks"):
+
+| case                                   | /hooks/gumroad/{secret}  | /hooks/snapshots          |
+|----------------------------------------|--------------------------|---------------------------|
+| stored, or a recognised duplicate      | 200                      | 200                       |
+| unknown secret                         | 404, same body as any unknown path | —               |
+| Content-Type not accepted              | 415                      | 415                       |
+| body over Settings.max_body_bytes      | 413                      | 413                       |
+| bad or missing signature; stale/future | —                        | 401                       |
+| malformed body (after a valid signature) | 400                    | 400                       |
+| sale for another seller than the connection's | 400               | —                         |
+| store cannot commit, backlog full, or anything unexpected | 503   | 429 + Retry-After         |
+
+Gumroad retries only 499/500/502-504, the Snapshots API only 429: each outage answer is the one its sender
+retries, and every 4xx above is one it does not.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from snapbridge.errors import InvalidInput, StoreUnavailable, WebhookRejected
+from snapbridge.runtime import (
+    GroupCommitter,
+    ReceiverConfig,
+    find_gumroad_hook,
+    gumroad_inbound,
+    snapshots_inbound,
+)
+from snapbridge.security import redact_text
+
+__all__ = ["HookEndpoints", "not_found"]
+
+log = logging.getLogger(__name__)
+
+_FORM = "application/x-www-form-urlencoded"
+_JSON = "application/json"
+_MAX_MESSAGE = 300  # an error message echoes at most this much of what went wrong
+
+
+def not_found() -> Response:
+    """The one 404 body: a wrong secret must look exactly like a path that does not exist."""
+    return JSONResponse({"error": "not found"}, status_code=404)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    text = message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 1] + "…"
+    return JSONResponse({"error": text}, status_code=status, headers=headers)
+
+
+def _media_type(request: Request) -> str | None:
+    value = request.headers.get("content-type")
+    if value is None:
+        return None
+    return value.split(";", 1)[0].strip().lower() or None
+
+
+def _is_json(media: str | None) -> bool:
+    if media is None:
+        return False
+    return media == _JSON or (media.startswith("application/") and media.endswith("+json"))
+
+
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The raw body, or None once it is known to exceed `limit` (read no further than limit + 1 bytes)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError as exc:
+            raise InvalidInput("Content-Length is not a number") from exc
+        if size > limit:
+            return None
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class HookEndpoints:
+    """The two webhook routes, bound to one receiver configuration and one group committer."""
+
+    def __init__(
+        self,
+        config: ReceiverConfig,
+        committer: GroupCommitter,
+        *,
+        max_body_bytes: int,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.config = config
+        self._committer = committer
+        self._max_body_bytes = max_body_bytes
+        self._clock = clock
+
+    def reconfigure(self, config: ReceiverConfig) -> None:
+        """Swap in new secrets and keys (a connection was added or rotated) without a restart."""
+        self.config = config
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/hooks/gumroad/{secret}", self.gumroad, methods=["POST"]),
+            Route("/hooks/snapshots", self.snapshots, methods=["POST"]),
+        ]
+
+    async def gumroad(self, request: Request) -> Response:
+        hook = find_gumroad_hook(self.config, request.path_params["secret"])
+        if hook is None:
+            log.warning("action=hook_rejected source=gumroad status=404 reason=unknown_secret")
+            return not_found()
+        outage = _error(503, "the event could not be stored; retry later")
+        try:
+            media = _media_type(request)
+            if media is not None and media != _FORM and not _is_json(media):
+                return self._rejected("gumroad", 415, f"Content-Type must be {_FORM} or {_JSON}")
+            body = await read_body(request, self._max_body_bytes)
+            if body is None:
+                return self._too_large("gumroad")
+            _event, row = gumroad_inbound(
+                hook, body, media, now=self._clock(), max_body_bytes=self._max_body_bytes
+            )
+            result = await self._committer.submit(row)
+        except (InvalidInput, WebhookRejected) as exc:
+            # A sale for another seller is refused with 400 rather than 404: the secret already proved the
+            # sender knows this URL, so there is nothing to hide, and a 4xx stops Gumroad's retries.
+            return self._rejected("gumroad", 400, str(exc))
+        except StoreUnavailable as exc:
+            log.warning("action=hook_unstored source=gumroad connection=%s status=503 reason=%s",
+                        hook.connection, redact_text(str(exc)))
+            return outage
+        except ClientDisconnect:
+            return outage  # nobody reads this answer; nothing was stored
+        except Exception as exc:
+            log.error("action=hook_error source=gumroad connection=%s status=503 error=%s",
+                      hook.connection, type(exc).__name__)
+            return outage
+        log.info("action=hook_stored source=gumroad connection=%s kind=%s event_id=%d duplicate=%s",
+                 hook.connection, row.kind, result.id, result.duplicate)
+        return JSONResponse({"status": "stored", "id": result.id, "duplicate": result.duplicate})
+
+    async def snapshots(self, request: Request) -> Response:
+        retry_after = str(self.config.limits.retry_after_seconds)
+        outage = _error(429, "the event could not be stored; retry later", {"Retry-After": retry_after})
+        try:
+            if not _is_json(_media_type(request)):
+                return self._rejected("snapshots", 415, f"Content-Type must be {_JSON}")
+            body = await read_body(request, self._max_body_bytes)
+            if body is None:
+                return self._too_large("snapshots")
+            _event, row = snapshots_inbound(self.config, body, request.headers, now=self._clock())
+            result = await self._committer.submit(row)
+        except WebhookRejected as exc:
+            return self._rejected("snapshots", 401, str(exc))
+        except InvalidInput as exc:
+            return self._rejected("snapshots", 400, str(exc))
+        except StoreUnavailable as exc:
+            log.warning("action=hook_unstored source=snapshots status=429 reason=%s", redact_text(str(exc)))
+            return outage
+        except ClientDisconnect:
+            return outage
+        except Exception as exc:
+            log.error("action=hook_error source=snapshots status=429 error=%s", type(exc).__name__)
+            return outage
+        # A webhook id already stored is a replay, and it is answered 200 like any duplicate: the event IS
+        # stored (once), and a 2xx is what stops the sender from sending it again.
+        log.info("action=hook_stored source=snapshots connection=%s kind=%s event_id=%d duplicate=%s",
+                 row.connection, row.kind, result.id, result.duplicate)
+        return JSONResponse({"status": "stored", "id": result.id, "duplicate": result.duplicate})
+
+    def _rejected(self, source: str, status: int, message: str) -> Response:
+        log.warning("action=hook_rejected source=%s status=%d reason=%s", source, status,
+                    redact_text(message[:_MAX_MESSAGE]))
+        return _error(status, message)
+
+    def _too_large(self, source: str) -> Response:
+        return self._rejected(source, 413, f"the body is larger than {self._max_body_bytes} bytes")
