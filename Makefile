@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/snapbridge sandbox --gumroad-port 8701 --snapshots-port 8702 --highlevel-port 8703
+	$(BIN)/snapbridge demo
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests

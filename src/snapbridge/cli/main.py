@@ -10,6 +10,7 @@ import click
 from snapbridge import __version__
 from snapbridge.cli.catalog import catalog_command
 from snapbridge.cli.connections import connect_group, connections_group
+from snapbridge.cli.demo import demo_command
 from snapbridge.cli.history import dead_letters_command, replay_command, runs_command
 from snapbridge.cli.hooks import hooks_group
 from snapbridge.cli.logs import configure_logging
@@ -31,8 +32,8 @@ cli.add_command(catalog_command)
 cli.add_command(connect_group)
 cli.add_command(connections_group)
 cli.add_command(sandbox_command)
-for command in (serve_command, worker_command, sync_group, hooks_group, runs_command, dead_letters_command,
-                replay_command):
+for command in (demo_command, serve_command, worker_command, sync_group, hooks_group, runs_command,
+                dead_letters_command, replay_command):
     cli.add_command(command)
 cli.add_command(templates_group)
 cli.add_command(workflows_group)
