@@ -146,3 +146,24 @@ def test_canary_credentials_never_leak(sandboxes: Sandboxes, home: Path) -> None
         data = path.read_bytes()
         for canary in canaries:
             assert canary.encode() not in data, f"{canary[:6]}… found in {path.name}"
+
+
+def test_a_test_run_sends_each_step_once_and_a_second_test_is_a_replay(sandboxes: Sandboxes, home: Path) -> None:
+    key = sandboxes.snapshots.create_key(SNAPSHOTS_SCOPES)
+    assert cli(home, "connect", "gumroad", "--access-token", sandboxes.gumroad.access_token,
+               "--base-url", sandboxes.gumroad_url).code == 0
+    assert cli(home, "connect", "snapshots", "--api-key", key.key, "--base-url", sandboxes.snapshots_url).code == 0
+    first = cli(home, "run", "purchase-event", "--sample", "purchase")
+    assert first.code == 0, first.out + first.err
+    # purchase-event has two steps: the purchase event and an activity-log event.
+    assert first.out.count(" sent ") == 2 and first.out.count("POST /events → 201") == 2
+    second = cli(home, "run", "purchase-event", "--sample", "purchase")
+    assert second.code == 0 and second.out.count("already applied by an earlier test") == 2
+    fingerprint = [e.api_key for e in sandboxes.snapshots.journal.entries(method="POST", path="/events")][-1]
+    sent = [e for e in sandboxes.snapshots.journal.entries(method="POST", path="/events") if e.api_key == fingerprint]
+    assert [e.replayed for e in sent[-4:]] == [False, False, True, True]
+
+
+def test_a_test_run_without_connections_says_what_to_do(home: Path) -> None:
+    r = cli(home, "run", "purchase-event", "--sample", "purchase")
+    assert r.code == 1 and "no connection named 'snapshots'" in r.out

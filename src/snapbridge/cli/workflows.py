@@ -6,21 +6,25 @@ scale-out deployment sees the same ones; `enabled` is kept in the row and in the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 import click
 
-from snapbridge.cli.context import open_store
+from snapbridge.cli.context import open_context, open_store
 from snapbridge.config import Settings, load_settings
 from snapbridge.errors import InvalidInput
+from snapbridge.runtime import Connections, StepResult, execute_test_run
 from snapbridge.security import REDACTED
 from snapbridge.store import Store, WorkflowRecord
 from snapbridge.workflows import (
     CustomerProfile,
     Event,
+    Plan,
     Workflow,
     event_spec,
     format_plan,
@@ -189,6 +193,35 @@ def _sample_profile(event: Event) -> CustomerProfile | None:
     )
 
 
+def _live_run(plans: Sequence[Plan], event: Event, profile: CustomerProfile | None) -> int:
+    """Send the steps now through the stored connections and print each step's result."""
+    ctx = open_context()
+    failed = False
+    try:
+        connections = Connections(ctx.connections, ctx.vault, allowed_hosts=ctx.settings.allowed_hosts,
+                                  timeout=ctx.settings.http_timeout_seconds)
+
+        async def run_all() -> list[tuple[Plan, list[StepResult]]]:
+            try:
+                return [(plan, await execute_test_run(plan, event, profile, connections)) for plan in plans
+                        if plan.error is None]
+            finally:
+                await connections.aclose()
+
+        for plan in plans:
+            if plan.error is not None:
+                click.echo(f"{plan.workflow}: cannot run: {plan.error}")
+                failed = True
+        for plan, results in asyncio.run(run_all()):
+            click.echo(f"test run of {plan.workflow} for {event.type} {event.id}:")
+            for r in results:
+                click.echo(f"  {r.step_id:<14} {r.action:<30} {r.status:<8} {r.detail}")
+                failed = failed or r.status == "failed"
+    finally:
+        ctx.close()
+    return 1 if failed else 0
+
+
 def _load_event(workflow: Workflow, sample: str | None, event_file: Path | None) -> Event:
     if event_file is not None:
         try:
@@ -220,9 +253,7 @@ def run_command(workflow: str, sample: str | None, event_file: Path | None, dry_
                    f"{event.id}; nothing would run")
         return 0
     if not dry_run:
-        # Live runs go through the catalog's action runner and the stored connections, which the pipeline
-        # wires; until then a live run would be a second, untested delivery path.
-        raise click.UsageError("live runs are not available yet; add --dry-run to see the requests")
+        return _live_run(plans, event, _sample_profile(event))
     base_urls = {"gumroad": settings.gumroad_base_url, "snapshots": settings.snapshots_base_url}
     click.echo("dry run: nothing is sent")
     for plan in plans:

@@ -75,6 +75,7 @@ from snapbridge.runtime.receiver import (
 )
 from snapbridge.runtime.retry import DEFAULT_HORIZON, GiveUp, Retry, decide
 from snapbridge.runtime.service import HookURL, ServiceOptions, hook_urls, receiver_config, run_service
+from snapbridge.runtime.testrun import StepResult, execute_test_run
 from snapbridge.runtime.worker import Worker, WorkerConfig, WorkerStats
 
 __all__ = [
@@ -119,6 +120,7 @@ __all__ = [
     "ServiceOptions",
     "SnapshotsHook",
     "SnapshotsLocationsPoller",
+    "StepResult",
     "StoreLimiter",
     "Worker",
     "WorkerConfig",
@@ -129,6 +131,7 @@ __all__ = [
     "check_snapshots",
     "decide",
     "derive",
+    "execute_test_run",
     "find_gumroad_hook",
     "gumroad_inbound",
     "hook_urls",
