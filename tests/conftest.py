@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from snapbridge.store import migrate, open_engine
+from snapbridge.store import Store, migrate, open_engine
 
 if TYPE_CHECKING:
     from snapbridge.sandbox import Sandboxes
@@ -63,3 +63,12 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 def migrated(engine: Engine) -> Engine:
     migrate(engine)
     return engine
+
+
+@pytest.fixture
+def store(migrated: Engine) -> Iterator[Store]:
+    st = Store(migrated)
+    try:
+        yield st
+    finally:
+        st.close()
