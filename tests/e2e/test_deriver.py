@@ -108,15 +108,6 @@ def gumroad() -> Iterator[Gumroad]:
 
 
 @pytest.fixture
-def store(migrated: Engine) -> Iterator[Store]:
-    st = Store(migrated)
-    try:
-        yield st
-    finally:
-        st.close()
-
-
-@pytest.fixture
 async def client(gumroad: Gumroad) -> AsyncIterator[GumroadClient]:
     async with create_client(gumroad.sandbox.base_url, allowed_hosts=("127.0.0.1",)) as http:
         yield GumroadClient(http, Secret(gumroad.sandbox.access_token), base_url=gumroad.sandbox.base_url)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 from test_deriver import Access, Gumroad, gumroad, install_templates, runs_by_workflow
 
 from snapbridge.connectors.gumroad import GumroadClient
@@ -36,15 +35,6 @@ __all__ = ["gumroad"]  # the private-sandbox fixture, shared with test_deriver
 
 CONNECTION = "gumroad"
 LOOPBACK = ("127.0.0.1",)
-
-
-@pytest.fixture
-def store(migrated: Engine) -> Iterator[Store]:
-    st = Store(migrated)
-    try:
-        yield st
-    finally:
-        st.close()
 
 
 @pytest.fixture
