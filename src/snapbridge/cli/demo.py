@@ -125,7 +125,8 @@ def demo_command(home: Path, port: int, interval: float, duration: float, seed: 
         settings = load_settings()
         click.echo(f"\nGumroad sandbox   {boxes.gumroad_url}/v2   token {boxes.gumroad.access_token}")
         click.echo(f"Snapshots sandbox {boxes.snapshots_url}   journal: {boxes.snapshots_url}/_sandbox/journal")
-        click.echo(f"snapbridge        http://{settings.listen}   data: {home}\n")
+        click.echo(f"snapbridge        http://{settings.listen}   data: {home}   dashboard: http://{settings.listen}/ "
+                   "(first visit creates the admin)\n")
 
         async def main() -> None:
             stop = asyncio.Event()
@@ -143,7 +144,8 @@ def demo_command(home: Path, port: int, interval: float, duration: float, seed: 
                 extra = [asyncio.create_task(_drive(boxes, stop, interval, seed)),
                          asyncio.create_task(_report(boxes, home, stop, 5.0))]
                 await run_service(settings, ctx.store, ctx.vault, ctx.connections, options, stop,
-                                  make_app=lambda s, st, h, cb: create_app(s, st, h, on_commit=cb))
+                                  make_app=lambda s, st, h, cb: create_app(
+                                      s, st, h, on_commit=cb, vault=ctx.vault, connections=ctx.connections))
                 stop.set()
                 await asyncio.gather(*extra)
             finally:

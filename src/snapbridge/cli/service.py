@@ -58,7 +58,8 @@ def _run(options: ServiceOptions, host: str | None, port: int | None) -> int:
                            "Ctrl+C stops after finishing jobs in flight", err=True)
 
             await run_service(settings, ctx.store, ctx.vault, ctx.connections, options, stop,
-                              make_app=lambda s, st, hooks, on_commit: create_app(s, st, hooks, on_commit=on_commit),
+                              make_app=lambda s, st, hooks, on_commit: create_app(
+                                  s, st, hooks, on_commit=on_commit, vault=ctx.vault, connections=ctx.connections),
                               on_ready=ready)
 
         asyncio.run(main())

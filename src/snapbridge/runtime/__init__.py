@@ -17,6 +17,7 @@ from snapbridge.runtime.connect import (
     ConnectionReport,
     ScopeNeed,
     ScopeStatus,
+    check_connection,
     check_gumroad,
     check_snapshots,
 )
@@ -127,6 +128,7 @@ __all__ = [
     "WorkerStats",
     "backfill_gumroad",
     "batch_idempotency_key",
+    "check_connection",
     "check_gumroad",
     "check_snapshots",
     "decide",

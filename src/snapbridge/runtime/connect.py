@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
 
 from snapbridge.connectors.gumroad import GumroadClient
 from snapbridge.connectors.snapshots import SnapshotsClient, probe_scopes
-from snapbridge.errors import ScopeMissing
+from snapbridge.errors import InvalidInput, ScopeMissing
+from snapbridge.http import check_base_url, create_client
 from snapbridge.security import Secret
 
 __all__ = ["GUMROAD_SCOPES", "SNAPSHOTS_SCOPES", "ConnectionReport", "ScopeNeed", "ScopeStatus",
-           "check_gumroad", "check_snapshots"]
+           "check_connection", "check_gumroad", "check_snapshots"]
 
 
 @dataclass(frozen=True)
@@ -94,3 +95,15 @@ async def check_snapshots(http: httpx.AsyncClient, api_key: Secret, *, base_url:
         account = f"company {probe.company_id or 'unknown'} ({count} visible)"
     statuses = tuple(ScopeStatus(scope, held.get(scope, False), need) for scope, need in SNAPSHOTS_SCOPES.items())
     return ConnectionReport("snapshots", account, statuses, account_id=company_id)
+
+
+async def check_connection(app: str, base_url: str, secret: Secret, *, allowed_hosts: Sequence[str] = (),
+                           http_timeout: float = 10.0) -> ConnectionReport:
+    """Test a credential for `app` at `base_url` (checked by the URL guard first) with a fresh client."""
+    if app not in ("gumroad", "snapshots"):
+        raise InvalidInput(f"unknown app {app!r}; known: gumroad, snapshots")
+    check_base_url(base_url, allowed_hosts)
+    async with create_client(base_url, allowed_hosts=allowed_hosts, timeout=http_timeout) as http:
+        if app == "gumroad":
+            return await check_gumroad(http, secret, base_url=base_url)
+        return await check_snapshots(http, secret, base_url=base_url)

@@ -36,6 +36,7 @@ from snapbridge.errors import Retryable, StoreUnavailable
 from snapbridge.runtime.actions import MAX_BATCH_EVENTS, ActionRunner, Outcome, is_batchable
 from snapbridge.runtime.limiter import Limiter
 from snapbridge.runtime.retry import BASE_DELAY, DEFAULT_HORIZON, MAX_DELAY, GiveUp, decide
+from snapbridge.security import redact_text
 from snapbridge.store import AttemptRecord, ClaimedJob, Store, UsageSample
 
 __all__ = ["Worker", "WorkerConfig", "WorkerStats", "default_worker_name"]
@@ -278,33 +279,60 @@ class Worker:
     # ---- one job -----------------------------------------------------------------------------------------
 
     async def _deliver(self, job: ClaimedJob) -> None:
+        await self._guarded((job,), lambda settled: self._deliver_one(job, settled))
+
+    async def _deliver_batch(self, jobs: tuple[ClaimedJob, ...]) -> None:
+        await self._guarded(jobs, lambda settled: self._deliver_many(jobs, settled))
+
+    async def _guarded(self, jobs: tuple[ClaimedJob, ...],
+                       work: Callable[[set[int]], Coroutine[Any, Any, None]]) -> None:
+        """Run `work`; if it breaks on a bug, the jobs it had not settled become dead letters with the reason
+        (replayable once fixed), instead of staying leased and being retried forever, one lease at a time."""
+        settled: set[int] = set()
+        started_at = self._clock()
+        try:
+            await work(settled)
+        except Exception as exc:
+            log.exception("action=worker.bug worker=%s jobs=%s", self.name, [job.id for job in jobs])
+            why = f"{type(exc).__name__}: {redact_text(str(exc))}"
+            error = RuntimeError(f"internal error in the worker: {why}")
+            for job in jobs:
+                if job.id not in settled:
+                    await self._settle(job, Outcome(error=error), started_at, settled)
+
+    async def _deliver_one(self, job: ClaimedJob, settled: set[int]) -> None:
         started_at = self._clock()
         prepared = await self.runner.prepare(job)
         if isinstance(prepared, Outcome):  # skipped, or its input cannot be completed: no token spent
-            await self._settle(job, prepared, started_at)
+            await self._settle(job, prepared, started_at, settled)
             return
         if prepared.op is not None:
             wait_until = await self._acquire(job.connection, job.lease_expires_at)
             if wait_until is not None:
-                await self._defer(job, started_at, wait_until)
+                await self._defer(job, started_at, wait_until, settled)
                 return
+        import os
+        with open("/tmp/trace.txt", "a") as f:
+            print("SEND", os.getpid(), datetime.now(UTC).isoformat()[17:26], job.idempotency_key[-3:], file=f)
         outcome = await self.runner.execute(prepared)
+        with open("/tmp/trace.txt", "a") as f:
+            print("DONE", os.getpid(), datetime.now(UTC).isoformat()[17:26], job.idempotency_key[-3:], outcome.http_status, file=f)
         if outcome.sent:
             await self._observe(job.connection, outcome)
-        await self._settle(job, outcome, started_at)
+        await self._settle(job, outcome, started_at, settled)
 
-    async def _deliver_batch(self, jobs: tuple[ClaimedJob, ...]) -> None:
+    async def _deliver_many(self, jobs: tuple[ClaimedJob, ...], settled: set[int]) -> None:
         started_at = self._clock()
         connection = jobs[0].connection
         batch, failed = await self.runner.prepare_batch(jobs)
         for member in failed:
-            await self._settle(member.job, member.outcome, started_at)
+            await self._settle(member.job, member.outcome, started_at, settled)
         if batch is None:
             return
         wait_until = await self._acquire(connection, min(job.lease_expires_at for job, _ in batch.members))
         if wait_until is not None:
             for job, _ in batch.members:
-                await self._defer(job, started_at, wait_until)
+                await self._defer(job, started_at, wait_until, settled)
             return
         members = await self.runner.execute_batch(batch)
         sent = next((m.outcome for m in members if m.outcome.sent), None)
@@ -312,7 +340,7 @@ class Worker:
             self.stats.batches += 1
             await self._observe(connection, sent)
         for member in members:
-            await self._settle(member.job, member.outcome, started_at)
+            await self._settle(member.job, member.outcome, started_at, settled)
 
     async def _acquire(self, connection: str, lease_expires_at: datetime) -> datetime | None:
         """Wait for a token: None once taken, or when to come back if the wait would outlast the lease."""
@@ -320,8 +348,9 @@ class Worker:
         wait = await self.limiter.acquire(connection, budget=budget)
         return None if wait <= 0 else self._clock() + timedelta(seconds=wait)
 
-    async def _defer(self, job: ClaimedJob, started_at: datetime, until: datetime) -> None:
+    async def _defer(self, job: ClaimedJob, started_at: datetime, until: datetime, settled: set[int]) -> None:
         """Give the job back to wait for the rate limit; nothing was sent, so the attempt has no status."""
+        settled.add(job.id)
         reason = f"waiting for the rate limit of {job.connection!r} until {until.isoformat()}"
         attempt = AttemptRecord(started_at=started_at, duration_ms=0.0, error=reason)
         answer = await self._store_call(self.store.retry_later, job, at=until, attempt=attempt, error=reason)
@@ -352,7 +381,9 @@ class Worker:
                                        throttled))
         await self._flush_usage()
 
-    async def _settle(self, job: ClaimedJob, outcome: Outcome, started_at: datetime) -> None:
+    async def _settle(self, job: ClaimedJob, outcome: Outcome, started_at: datetime,
+                      settled: set[int]) -> None:
+        settled.add(job.id)
         error = outcome.error
         attempt = AttemptRecord(
             started_at=started_at, duration_ms=outcome.elapsed_ms, http_status=outcome.http_status,

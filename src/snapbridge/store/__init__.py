@@ -35,8 +35,10 @@ from snapbridge.store.models import (
 )
 from snapbridge.store.schema import metadata
 from snapbridge.store.store import Store, Tx
+from snapbridge.store.users import ApiTokenRecord, UserRecord, UserStore
 
 __all__ = [
+    "ApiTokenRecord",
     "AttemptOutcome",
     "AttemptRecord",
     "AttemptRow",
@@ -70,6 +72,8 @@ __all__ = [
     "Tx",
     "UsageSample",
     "UsageWindow",
+    "UserRecord",
+    "UserStore",
     "WorkflowRecord",
     "applied_versions",
     "is_sqlite",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 __all__ = [
+    "api_tokens",
     "attempts",
     "connections",
     "customer_profiles",
@@ -14,7 +15,9 @@ __all__ = [
     "poll_cursors",
     "rate_buckets",
     "runs",
+    "sessions",
     "usage",
+    "users",
     "workflows",
 ]
 
@@ -204,4 +207,42 @@ usage = sa.Table(
     sa.Column("throttled", sa.Integer, nullable=False),
     sa.Column("latency_ms_sum", sa.Float, nullable=False),
     sa.Column("latency_count", sa.Integer, nullable=False),
+)
+
+# Dashboard and API users; passwords kept as argon2 hashes, with the failures that lead to a lockout.
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(100), nullable=False),
+    sa.Column("password_hash", sa.String(500), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("failed_logins", sa.Integer, nullable=False),
+    sa.Column("locked_until", When, nullable=True),
+    sa.Column("created_at", When, nullable=False),
+    sa.UniqueConstraint("username", name="uq_users_username"),
+)
+
+# API tokens, kept as SHA-256 digests: the token itself is shown once, when it is made.
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("created_at", When, nullable=False),
+    sa.Column("last_used_at", When, nullable=True),
+    sa.UniqueConstraint("token_hash", name="uq_api_tokens_token_hash"),
+)
+
+# Dashboard sessions, kept as digests of the cookie's value.
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("created_at", When, nullable=False),
+    sa.Column("expires_at", When, nullable=False),
 )

@@ -1,4 +1,4 @@
-"""The ASGI app: webhook endpoints now; the management API and the dashboard to come."""
+"""The ASGI app: webhook endpoints, the management API and the dashboard."""
 
 from snapbridge.web.app import create_app
 from snapbridge.web.hooks import HookEndpoints, not_found

@@ -1,4 +1,4 @@
-"""Builds the ASGI app: webhook endpoints and a health check (management API and dashboard come later)."""
+"""Builds the ASGI app: webhook endpoints, a health check, the management API (/api/v1) and the dashboard (/)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from snapbridge.config import Settings
+from snapbridge.errors import SnapbridgeError
 from snapbridge.runtime import GroupCommitter, ReceiverConfig
-from snapbridge.store import Store
+from snapbridge.runtime import receiver_config as stored_receiver_config
+from snapbridge.security import Passwords, Vault
+from snapbridge.store import ConnectionStore, Store, UserStore
+from snapbridge.web.api import WebContext, api_routes
+from snapbridge.web.dashboard import dashboard_routes
 from snapbridge.web.hooks import HookEndpoints, not_found
 
 __all__ = ["create_app"]
@@ -53,18 +58,35 @@ def create_app(
     *,
     on_commit: Callable[[], object] | None = None,
     clock: Callable[[], datetime] = _utc_now,
+    vault: Vault | None = None,
+    connections: ConnectionStore | None = None,
+    passwords: Passwords | None = None,
 ) -> Starlette:
     """The service's ASGI app. `on_commit` runs on the event loop after each commit that stored a new event
     (for example an asyncio.Event's `set`), so the deriver starts without polling.
 
     `app.state.committer` (GroupCommitter) and `app.state.hooks` (HookEndpoints, for `reconfigure`) are
-    exposed for the service wiring, the tests and the benchmark.
+    exposed for the service wiring, the tests and the benchmark; `app.state.web` (WebContext) for the tests.
+    Without `vault` and `connections` the API lists no connections and refuses to add one (503).
     """
     committer = GroupCommitter(store.insert_events, receiver_config.limits, on_commit)
     hooks = HookEndpoints(receiver_config, committer, max_body_bytes=settings.max_body_bytes, clock=clock)
+
+    def connections_changed() -> None:
+        # A new or removed connection changes the hook secrets and keys: the receiver takes them at once.
+        if vault is not None and connections is not None:
+            try:
+                hooks.reconfigure(stored_receiver_config(connections, vault))
+            except SnapbridgeError as exc:
+                log.warning("action=hooks_reconfigure_failed error=%s", type(exc).__name__)
+
+    web = WebContext(settings, store, UserStore(store.engine), connections=connections, vault=vault,
+                     passwords=passwords or Passwords(), clock=clock, on_connections_changed=connections_changed)
     routes: list[BaseRoute] = [
         Route("/healthz", _healthz, methods=["GET"]),
         *hooks.routes(),
+        *api_routes(web),
+        *dashboard_routes(web),
     ]
 
     @asynccontextmanager
@@ -82,4 +104,5 @@ def create_app(
     )
     app.state.committer = committer
     app.state.hooks = hooks
+    app.state.web = web
     return app

@@ -1,0 +1,162 @@
+"""Users, API tokens and sessions: rows keyed by digests, never by the secret tokens themselves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from snapbridge.errors import InvalidInput, StoreUnavailable
+from snapbridge.store.rows import unavailable
+from snapbridge.store.schema import api_tokens, sessions, users
+
+__all__ = ["ApiTokenRecord", "UserRecord", "UserStore"]
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite returns naive datetimes even for timezone=True columns; everything we write is UTC.
+    return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: int
+    username: str
+    password_hash: str = field(repr=False)
+    role: str
+    failed_logins: int
+    locked_until: datetime | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: sa.Row[Any]) -> UserRecord:
+        m = row._mapping
+        return cls(id=m["id"], username=m["username"], password_hash=m["password_hash"], role=m["role"],
+                   failed_logins=m["failed_logins"], locked_until=_aware(m["locked_until"]),
+                   created_at=_aware(m["created_at"]) or datetime.now(UTC))
+
+
+@dataclass(frozen=True)
+class ApiTokenRecord:
+    id: int
+    user_id: int
+    name: str
+    role: str
+    created_at: datetime
+    last_used_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: sa.Row[Any]) -> ApiTokenRecord:
+        m = row._mapping
+        return cls(id=m["id"], user_id=m["user_id"], name=m["name"], role=m["role"],
+                   created_at=_aware(m["created_at"]) or datetime.now(UTC),
+                   last_used_at=_aware(m["last_used_at"]))
+
+
+class UserStore:
+    """Every lookup of a token or session goes by its digest; every token listing is scoped to its owner."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def _read(self, what: str, query: sa.Executable) -> list[sa.Row[Any]]:
+        try:
+            with self._engine.connect() as conn:
+                return list(conn.execute(query).all())
+        except SQLAlchemyError as exc:
+            raise unavailable(what, exc) from exc
+
+    def _write(self, what: str, *statements: sa.Executable) -> list[sa.CursorResult[Any]]:
+        try:
+            with self._engine.begin() as conn:
+                return [conn.execute(s) for s in statements]
+        except IntegrityError as exc:
+            raise InvalidInput(f"cannot {what}: it already exists") from exc
+        except SQLAlchemyError as exc:
+            raise unavailable(what, exc) from exc
+
+    # users
+
+    def count_users(self) -> int:
+        rows = self._read("count users", sa.select(sa.func.count()).select_from(users))
+        return int(rows[0][0])
+
+    def create_user(self, username: str, password_hash: str, role: str, *, now: datetime) -> UserRecord:
+        self._write(f"create user {username!r}", users.insert().values(
+            username=username, password_hash=password_hash, role=role, failed_logins=0, locked_until=None,
+            created_at=now))
+        user = self.user_by_name(username)
+        if user is None:  # pragma: no cover - just written in the same database
+            raise StoreUnavailable(f"cannot read back user {username!r}")
+        return user
+
+    def user_by_name(self, username: str) -> UserRecord | None:
+        rows = self._read("read a user", sa.select(users).where(users.c.username == username))
+        return UserRecord.from_row(rows[0]) if rows else None
+
+    def user(self, user_id: int) -> UserRecord | None:
+        rows = self._read("read a user", sa.select(users).where(users.c.id == user_id))
+        return UserRecord.from_row(rows[0]) if rows else None
+
+    def record_failure(self, user_id: int, failures: int, locked_until: datetime | None) -> None:
+        self._write("record a failed sign-in", users.update().where(users.c.id == user_id).values(
+            failed_logins=failures, locked_until=locked_until))
+
+    def reset_failures(self, user_id: int) -> None:
+        self._write("record a sign-in", users.update().where(users.c.id == user_id).values(
+            failed_logins=0, locked_until=None))
+
+    # sessions
+
+    def create_session(self, token_hash: str, user_id: int, *, now: datetime, expires_at: datetime) -> None:
+        self._write("start a session", sessions.insert().values(
+            token_hash=token_hash, user_id=user_id, created_at=now, expires_at=expires_at))
+
+    def session_user(self, token_hash: str, *, now: datetime) -> UserRecord | None:
+        query = (sa.select(users).join(sessions, sessions.c.user_id == users.c.id)
+                 .where(sessions.c.token_hash == token_hash, sessions.c.expires_at > now))
+        rows = self._read("read a session", query)
+        return UserRecord.from_row(rows[0]) if rows else None
+
+    def end_session(self, token_hash: str) -> None:
+        self._write("end a session", sessions.delete().where(sessions.c.token_hash == token_hash))
+
+    # API tokens
+
+    def create_token(self, user_id: int, name: str, token_hash: str, role: str, *, now: datetime) -> ApiTokenRecord:
+        self._write("create an API token", api_tokens.insert().values(
+            user_id=user_id, name=name, token_hash=token_hash, role=role, created_at=now, last_used_at=None))
+        rows = self._read("read an API token", sa.select(api_tokens).where(api_tokens.c.token_hash == token_hash))
+        return ApiTokenRecord.from_row(rows[0])
+
+    def token_user(self, token_hash: str, *, now: datetime) -> tuple[ApiTokenRecord, UserRecord] | None:
+        query = (sa.select(api_tokens, users.c.username, users.c.password_hash, users.c.role.label("user_role"),
+                           users.c.failed_logins, users.c.locked_until, users.c.created_at.label("user_created"))
+                 .join(users, users.c.id == api_tokens.c.user_id)
+                 .where(api_tokens.c.token_hash == token_hash))
+        rows = self._read("read an API token", query)
+        if not rows:
+            return None
+        m = rows[0]._mapping
+        token = ApiTokenRecord.from_row(rows[0])
+        user = UserRecord(id=m["user_id"], username=m["username"], password_hash=m["password_hash"],
+                          role=m["user_role"], failed_logins=m["failed_logins"],
+                          locked_until=_aware(m["locked_until"]), created_at=_aware(m["user_created"]) or now)
+        self._write("mark an API token used", api_tokens.update().where(api_tokens.c.id == token.id).values(
+            last_used_at=now))
+        return token, user
+
+    def tokens(self, user_id: int) -> list[ApiTokenRecord]:
+        rows = self._read("list API tokens", sa.select(api_tokens).where(api_tokens.c.user_id == user_id)
+                          .order_by(api_tokens.c.id))
+        return [ApiTokenRecord.from_row(r) for r in rows]
+
+    def delete_token(self, user_id: int, token_id: int) -> bool:
+        """False when there is no such token OF THIS USER: another user's token is not found."""
+        (result,) = self._write("delete an API token", api_tokens.delete().where(
+            api_tokens.c.id == token_id, api_tokens.c.user_id == user_id))
+        return result.rowcount > 0

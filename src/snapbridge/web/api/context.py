@@ -1,0 +1,142 @@
+"""What the API and the dashboard share: the web context, who is asking (Principal), and sign-in rules."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from starlette.requests import Request
+
+from snapbridge.config import Settings
+from snapbridge.errors import InvalidInput
+from snapbridge.security import (
+    LockoutPolicy,
+    Passwords,
+    Role,
+    Vault,
+    check_new_password,
+    check_username,
+    csrf_token,
+    csrf_valid,
+    new_session_token,
+    token_digest,
+)
+from snapbridge.store import ConnectionStore, Store, UserRecord, UserStore
+
+__all__ = ["SESSION_COOKIE", "ApiProblem", "Principal", "WebContext"]
+
+SESSION_COOKIE = "sb_session"
+CSRF_HEADER = "x-csrf-token"
+
+
+class ApiProblem(Exception):
+    """An answer other than success, with its status: raised by handlers, turned into JSON or a page."""
+
+    def __init__(self, status: int, message: str, problems: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.problems = problems or []
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: a signed-in user (session) or an API token, with the role that applies."""
+
+    user_id: int
+    username: str
+    role: Role
+    session_token: str | None = field(default=None, repr=False)  # None for an API token
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class WebContext:
+    settings: Settings
+    store: Store
+    users: UserStore
+    connections: ConnectionStore | None = None
+    vault: Vault | None = None
+    passwords: Passwords = field(default_factory=Passwords)
+    lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
+    session_lifetime: timedelta = timedelta(hours=12)
+    csrf_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    clock: Callable[[], datetime] = _utc_now
+    on_connections_changed: Callable[[], object] | None = None
+
+    # who is asking
+
+    def principal(self, request: Request) -> Principal | None:
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("bearer "):
+            found = self.users.token_user(token_digest(header[7:].strip()), now=self.clock())
+            if found is None:
+                return None
+            token, user = found
+            # A token never has more power than its user has now.
+            role = Role.ADMIN if token.role == Role.ADMIN and user.role == Role.ADMIN else Role.VIEWER
+            return Principal(user.id, user.username, role)
+        session = request.cookies.get(SESSION_COOKIE)
+        if not session:
+            return None
+        signed_in = self.users.session_user(token_digest(session), now=self.clock())
+        if signed_in is None:
+            return None
+        return Principal(signed_in.id, signed_in.username, Role(signed_in.role), session)
+
+    def csrf_for(self, principal: Principal) -> str:
+        return csrf_token(principal.session_token, self.csrf_key) if principal.session_token else ""
+
+    def csrf_ok(self, principal: Principal, offered: str | None) -> bool:
+        """API tokens carry no ambient authority, so only cookie sessions need the CSRF token."""
+        if principal.session_token is None:
+            return True
+        return csrf_valid(principal.session_token, self.csrf_key, offered)
+
+    # first run and sign-in
+
+    def needs_setup(self) -> bool:
+        return self.users.count_users() == 0
+
+    def create_first_admin(self, username: str, password: str) -> UserRecord:
+        if not self.needs_setup():
+            raise ApiProblem(409, "an admin already exists; sign in instead")
+        name = check_username(username)
+        hashed = self.passwords.hash(check_new_password(password))
+        return self.users.create_user(name, hashed, Role.ADMIN, now=self.clock())
+
+    def create_user(self, username: str, password: str, role: Role) -> UserRecord:
+        name = check_username(username)
+        if self.users.user_by_name(name) is not None:
+            raise InvalidInput(f"user {name!r} already exists")
+        return self.users.create_user(name, self.passwords.hash(check_new_password(password)), role,
+                                      now=self.clock())
+
+    def sign_in(self, username: str, password: str) -> str:
+        """A new session token, or ApiProblem 401 (wrong name or password) / 423 (locked)."""
+        now = self.clock()
+        user = self.users.user_by_name(username.strip())
+        if user is not None and self.lockout.is_locked(user.locked_until, now):
+            raise ApiProblem(423, "too many failed sign-ins; this account is locked for a while")
+        if not self.passwords.verify(user.password_hash if user else None, password) or user is None:
+            if user is not None:
+                failures, until = self.lockout.after_failure(user.failed_logins, now)
+                self.users.record_failure(user.id, failures, until)
+            raise ApiProblem(401, "wrong user name or password")
+        self.users.reset_failures(user.id)
+        token = new_session_token()
+        self.users.create_session(token_digest(token), user.id, now=now, expires_at=now + self.session_lifetime)
+        return token
+
+    def sign_out(self, principal: Principal) -> None:
+        if principal.session_token:
+            self.users.end_session(token_digest(principal.session_token))

@@ -1,0 +1,239 @@
+"""The management API's shapes: input models (what a client sends) and output models (what it gets back)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ApiTokenCreated",
+    "ApiTokenIn",
+    "ApiTokenOut",
+    "AttemptOut",
+    "ConnectionIn",
+    "ConnectionOut",
+    "ConnectionTest",
+    "Counts",
+    "DeadLetterOut",
+    "DryRunIn",
+    "DryRunOut",
+    "ErrorOut",
+    "PlanOut",
+    "ProblemOut",
+    "ReplayOut",
+    "RequestOut",
+    "RunDetailOut",
+    "RunOut",
+    "ScopeOut",
+    "StepOut",
+    "TemplateOut",
+    "UsageOut",
+    "UsageWindowOut",
+    "WorkflowIn",
+    "WorkflowOut",
+]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_max_length=200_000)
+
+
+class ProblemOut(BaseModel):
+    path: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: str
+    problems: list[ProblemOut] = []
+
+
+class ScopeOut(BaseModel):
+    scope: str
+    held: bool
+    required: bool
+    needed_for: str
+
+
+class ConnectionTest(BaseModel):
+    ok: bool
+    message: str  # plain words: the account reached, or what went wrong
+    account: str = ""
+    missing_scopes: list[ScopeOut] = []
+    scopes: list[ScopeOut] = []
+
+
+class ConnectionIn(_In):
+    app: Literal["gumroad", "snapshots"]
+    name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,99}$")
+    credential: str = Field(min_length=1, max_length=4000, description="write-only: never returned")
+    webhook_public_key: str | None = Field(default=None, max_length=20000, description="write-only")
+    base_url: str | None = Field(default=None, max_length=2000)
+
+
+class ConnectionOut(BaseModel):
+    name: str
+    app: str
+    base_url: str
+    account: str
+    scopes: list[str]
+    has_webhook_key: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class WorkflowIn(_In):
+    yaml: str = Field(min_length=1, max_length=200_000)
+
+
+class WorkflowOut(BaseModel):
+    name: str
+    enabled: bool
+    valid: bool
+    trigger: str
+    steps: int
+    description: str
+    source_yaml: str
+    updated_at: datetime
+
+
+class DryRunIn(_In):
+    yaml: str = Field(min_length=1, max_length=200_000)
+    sample: str | None = Field(default=None, max_length=200, description="event type; default the first")
+
+
+class RequestOut(BaseModel):
+    step_id: str
+    action: str
+    method: str | None
+    url: str
+    headers: dict[str, str]
+    body: str | None
+    condition: str | None
+    deferred: dict[str, str]
+
+
+class PlanOut(BaseModel):
+    workflow: str
+    event_id: str
+    error: str | None
+    steps: list[RequestOut]
+    skipped: list[str]
+
+
+class DryRunOut(BaseModel):
+    event_type: str
+    matched: bool
+    plans: list[PlanOut]
+    text: str
+
+
+class TemplateOut(BaseModel):
+    name: str
+    workflow: str
+    description: str
+    trigger: str
+    steps: int
+    installed: bool
+
+
+class RunOut(BaseModel):
+    id: int
+    workflow: str
+    event_type: str
+    customer: str
+    status: str
+    created_at: datetime
+    finished_at: datetime | None
+    steps: int
+    steps_succeeded: int
+    attempts: int
+    last_error: str | None
+
+
+class AttemptOut(BaseModel):
+    attempt: int
+    started_at: datetime
+    duration_ms: float
+    http_status: int | None
+    outcome: str
+    request_excerpt: str
+    response_excerpt: str
+    error: str
+
+
+class StepOut(BaseModel):
+    job_id: int
+    step_index: int
+    step_id: str
+    action: str
+    connection: str
+    status: str
+    attempts: int
+    last_error: str | None
+    attempt_log: list[AttemptOut]
+
+
+class RunDetailOut(BaseModel):
+    run: RunOut
+    steps: list[StepOut]
+
+
+class DeadLetterOut(BaseModel):
+    job_id: int
+    run_id: int
+    workflow: str
+    customer: str
+    step_id: str
+    action: str
+    connection: str
+    attempts: int
+    reason: str
+    died_at: datetime
+
+
+class ReplayOut(BaseModel):
+    replayed: int
+
+
+class UsageWindowOut(BaseModel):
+    connection: str
+    window_start: datetime
+    requests: int
+    errors: int
+    throttled: int
+    mean_latency_ms: float
+
+
+class UsageOut(BaseModel):
+    since: datetime
+    quota_per_minute: dict[str, float]
+    windows: list[UsageWindowOut]
+
+
+class Counts(BaseModel):
+    jobs: dict[str, int]
+    runs: dict[str, int]
+    workflows: int
+    workflows_enabled: int
+    connections: int
+    dead_letters: int
+
+
+class ApiTokenIn(_In):
+    name: str = Field(min_length=1, max_length=200)
+    role: Literal["admin", "viewer"] = "viewer"
+
+
+class ApiTokenOut(BaseModel):
+    id: int
+    name: str
+    role: str
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+class ApiTokenCreated(ApiTokenOut):
+    token: str = Field(description="shown once; only its digest is kept")

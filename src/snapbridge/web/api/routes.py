@@ -1,0 +1,373 @@
+"""The management API under /api/v1: one table of endpoints drives both the routes and the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from snapbridge.errors import InvalidInput, StoreUnavailable, VaultError
+from snapbridge.security import Role, new_api_token, token_digest
+from snapbridge.store import RunStatus
+from snapbridge.web.api import models as m
+from snapbridge.web.api.context import CSRF_HEADER, ApiProblem, Principal, WebContext
+from snapbridge.web.api.ops import Operations
+
+__all__ = ["API_PREFIX", "Endpoint", "api_routes", "endpoints", "openapi_document", "run_detail_out", "run_out"]
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+MAX_JSON_BYTES = 1_000_000
+Handler = Callable[[Request, Principal, Any], Awaitable[object]]
+
+
+@dataclass(frozen=True)
+class Query:
+    name: str
+    kind: str  # "string" or "integer"
+    description: str
+    minimum: int | None = None
+    maximum: int | None = None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str  # Starlette form, e.g. /runs/{run_id:int}
+    handler: Handler
+    summary: str
+    admin: bool = False  # viewers may only read
+    body: type[BaseModel] | None = None
+    response: Any = None  # a model, list[model], or None for 204
+    status: int = 200
+    query: tuple[Query, ...] = ()
+
+    @property
+    def openapi_path(self) -> str:
+        return API_PREFIX + re.sub(r"\{(\w+):\w+\}", r"{\1}", self.path)
+
+
+def _error(status: int, message: str, problems: Sequence[dict[str, str]] = ()) -> JSONResponse:
+    return JSONResponse(m.ErrorOut(error=message, problems=[m.ProblemOut(**p) for p in problems])
+                        .model_dump(mode="json"), status_code=status)
+
+
+def _dump(value: object) -> object:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [_dump(v) for v in value]
+    return value
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+async def _body(request: Request, model: type[BaseModel]) -> BaseModel:
+    raw = await request.body()
+    if len(raw) > MAX_JSON_BYTES:
+        raise ApiProblem(413, f"the body is over {MAX_JSON_BYTES} bytes")
+    try:
+        data = json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiProblem(400, "the body is not JSON") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [{"path": _loc(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        raise ApiProblem(422, "the body is not valid", problems) from None
+
+
+def query_int(request: Request, q: Query, default: int | None) -> int | None:
+    raw = request.query_params.get(q.name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiProblem(422, f"{q.name} must be an integer", [{"path": q.name, "message": "not an integer"}]) \
+            from None
+    if (q.minimum is not None and value < q.minimum) or (q.maximum is not None and value > q.maximum):
+        raise ApiProblem(422, f"{q.name} must be between {q.minimum} and {q.maximum}",
+                         [{"path": q.name, "message": "out of range"}])
+    return value
+
+
+def _wrap(ctx: WebContext, endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    async def handle(request: Request) -> Response:
+        try:
+            principal = ctx.principal(request)
+            if principal is None:
+                return _error(401, "sign in or send an API token: Authorization: Bearer <token>")
+            if request.method != "GET" and not ctx.csrf_ok(principal, request.headers.get(CSRF_HEADER)):
+                return _error(403, f"missing or wrong CSRF token (header {CSRF_HEADER})")
+            if endpoint.admin and not principal.is_admin:
+                return _error(403, "this needs the admin role")
+            body = await _body(request, endpoint.body) if endpoint.body is not None else None
+            result = await endpoint.handler(request, principal, body)
+        except ApiProblem as exc:
+            return _error(exc.status, exc.message, exc.problems)
+        except InvalidInput as exc:
+            return _error(422, str(exc))
+        except (StoreUnavailable, VaultError) as exc:
+            log.warning("action=api_unavailable error=%s", type(exc).__name__)
+            return JSONResponse({"error": "the store is unavailable; try again", "problems": []}, status_code=503,
+                                headers={"Retry-After": "5"})
+        if endpoint.status == 204:
+            return Response(status_code=204)
+        return JSONResponse(_dump(result), status_code=endpoint.status)
+
+    return handle
+
+
+RUN_QUERY = (
+    Query("status", "string", "one of " + ", ".join(s.value for s in RunStatus)),
+    Query("workflow", "string", "workflow name"),
+    Query("customer", "string", "customer key (email)"),
+    Query("before_id", "integer", "only runs older than this id (paging)", 1, 2**62),
+    Query("limit", "integer", "at most this many", 1, 500),
+)
+USAGE_QUERY = (
+    Query("minutes", "integer", "how far back", 1, 10080),
+    Query("connection", "string", "one connection only"),
+)
+
+
+def run_out(r: Any) -> m.RunOut:
+    return m.RunOut(id=r.id, workflow=r.workflow_name, event_type=r.event_type, customer=r.customer_key,
+                    status=str(r.status), created_at=r.created_at, finished_at=r.finished_at, steps=r.steps,
+                    steps_succeeded=r.steps_succeeded, attempts=r.attempts, last_error=r.last_error)
+
+
+def run_detail_out(d: Any) -> m.RunDetailOut:
+    return m.RunDetailOut(run=run_out(d.run), steps=[
+        m.StepOut(job_id=s.job_id, step_index=s.step_index, step_id=s.step_id, action=s.action,
+                  connection=s.connection, status=str(s.status), attempts=s.attempts, last_error=s.last_error,
+                  attempt_log=[m.AttemptOut(attempt=a.attempt, started_at=a.started_at, duration_ms=a.duration_ms,
+                                            http_status=a.http_status, outcome=str(a.outcome),
+                                            request_excerpt=a.request_excerpt, response_excerpt=a.response_excerpt,
+                                            error=a.error) for a in s.attempt_log])
+        for s in d.steps])
+
+
+def endpoints(ctx: WebContext) -> list[Endpoint]:
+    ops = Operations(ctx)
+    store = ctx.store
+
+    async def list_connections(_r: Request, _p: Principal, _b: None) -> object:
+        return ops.connections()
+
+    async def create_connection(_r: Request, _p: Principal, body: m.ConnectionIn) -> object:
+        saved, words = await ops.add_connection(body)
+        if saved is None:
+            raise ApiProblem(422, words.message, [{"path": "credential", "message": words.message}])
+        return saved
+
+    async def test_connection(r: Request, _p: Principal, _b: None) -> object:
+        return await ops.test_connection(r.path_params["name"])
+
+    async def remove_connection(r: Request, _p: Principal, _b: None) -> object:
+        ops.remove_connection(r.path_params["name"])
+        return None
+
+    async def list_workflows(_r: Request, _p: Principal, _b: None) -> object:
+        return ops.workflows()
+
+    async def get_workflow(r: Request, _p: Principal, _b: None) -> object:
+        return ops.workflow(r.path_params["name"])
+
+    async def save_workflow(_r: Request, _p: Principal, body: m.WorkflowIn) -> object:
+        return ops.save_workflow(body.yaml)
+
+    async def enable(r: Request, _p: Principal, _b: None) -> object:
+        return ops.set_enabled(r.path_params["name"], True)
+
+    async def disable(r: Request, _p: Principal, _b: None) -> object:
+        return ops.set_enabled(r.path_params["name"], False)
+
+    async def dry_run(_r: Request, _p: Principal, body: m.DryRunIn) -> object:
+        return ops.dry_run(body.yaml, body.sample)
+
+    async def list_templates(_r: Request, _p: Principal, _b: None) -> object:
+        return ops.templates()
+
+    async def install_template(r: Request, _p: Principal, _b: None) -> object:
+        return ops.install_template(r.path_params["name"])
+
+    async def list_runs(r: Request, _p: Principal, _b: None) -> object:
+        status_text = r.query_params.get("status") or None
+        try:
+            status = RunStatus(status_text) if status_text else None
+        except ValueError:
+            known = ", ".join(s.value for s in RunStatus)
+            raise ApiProblem(422, f"unknown status {status_text!r}; known: {known}",
+                             [{"path": "status", "message": "unknown status"}]) from None
+        runs = store.runs(status=status, workflow=r.query_params.get("workflow") or None,
+                          customer=r.query_params.get("customer") or None,
+                          before_id=query_int(r, RUN_QUERY[3], None), limit=query_int(r, RUN_QUERY[4], 50) or 50)
+        return [run_out(x) for x in runs]
+
+    async def get_run(r: Request, _p: Principal, _b: None) -> object:
+        detail = store.run_detail(r.path_params["run_id"]) if r.path_params["run_id"] < 2**62 else None
+        if detail is None:
+            raise ApiProblem(404, "no such run")
+        return run_detail_out(detail)
+
+    async def list_dead(_r: Request, _p: Principal, _b: None) -> object:
+        return [m.DeadLetterOut(job_id=d.job_id, run_id=d.run_id, workflow=d.workflow_name, customer=d.customer_key,
+                                step_id=d.step_id, action=d.action, connection=d.connection, attempts=d.attempts,
+                                reason=d.reason, died_at=d.died_at) for d in store.dead_letters(limit=500)]
+
+    async def replay_one(r: Request, _p: Principal, _b: None) -> object:
+        job_id = r.path_params["job_id"]
+        if job_id >= 2**62 or not any(d.job_id == job_id for d in store.dead_letters(limit=10_000)):
+            raise ApiProblem(404, "no such dead letter")
+        return m.ReplayOut(replayed=store.replay(job_ids=[job_id]))
+
+    async def replay_all(_r: Request, _p: Principal, _b: None) -> object:
+        return m.ReplayOut(replayed=store.replay(all_dead=True))
+
+    async def usage(r: Request, _p: Principal, _b: None) -> object:
+        return ops.usage(query_int(r, USAGE_QUERY[0], 60) or 60, r.query_params.get("connection") or None)
+
+    async def counts(_r: Request, _p: Principal, _b: None) -> object:
+        return ops.counts()
+
+    async def list_tokens(_r: Request, p: Principal, _b: None) -> object:
+        return [m.ApiTokenOut(id=t.id, name=t.name, role=t.role, created_at=t.created_at,
+                              last_used_at=t.last_used_at) for t in ctx.users.tokens(p.user_id)]
+
+    async def create_token(_r: Request, p: Principal, body: m.ApiTokenIn) -> object:
+        role = Role(body.role)
+        if role is Role.ADMIN and not p.is_admin:
+            raise ApiProblem(403, "only an admin may make an admin token")
+        token = new_api_token()
+        t = ctx.users.create_token(p.user_id, body.name, token_digest(token), role, now=ctx.clock())
+        return m.ApiTokenCreated(id=t.id, name=t.name, role=t.role, created_at=t.created_at, last_used_at=None,
+                                 token=token)
+
+    async def delete_token(r: Request, p: Principal, _b: None) -> object:
+        token_id = r.path_params["token_id"]
+        # Scoped to the caller: another user's token is "not found", not "forbidden".
+        if token_id >= 2**62 or not ctx.users.delete_token(p.user_id, token_id):
+            raise ApiProblem(404, "no such token")
+        return None
+
+    E = Endpoint
+    return [
+        E("GET", "/connections", list_connections, "List connections (secrets are never returned)",
+          response=list[m.ConnectionOut]),
+        E("POST", "/connections", create_connection, "Test a credential and store it if the test passes",
+          admin=True, body=m.ConnectionIn, response=m.ConnectionOut, status=201),
+        E("POST", "/connections/{name}/test", test_connection, "Test a stored connection", admin=True,
+          response=m.ConnectionTest),
+        E("DELETE", "/connections/{name}", remove_connection, "Remove a connection", admin=True, status=204),
+        E("GET", "/workflows", list_workflows, "List installed workflows", response=list[m.WorkflowOut]),
+        E("POST", "/workflows", save_workflow, "Create or update a workflow from YAML (422 lists problems)",
+          admin=True, body=m.WorkflowIn, response=m.WorkflowOut),
+        E("POST", "/workflows/dry-run", dry_run, "Plan a workflow for a sample event; send nothing",
+          body=m.DryRunIn, response=m.DryRunOut),
+        E("GET", "/workflows/{name}", get_workflow, "One workflow", response=m.WorkflowOut),
+        E("POST", "/workflows/{name}/enable", enable, "Enable a workflow", admin=True, response=m.WorkflowOut),
+        E("POST", "/workflows/{name}/disable", disable, "Disable a workflow", admin=True, response=m.WorkflowOut),
+        E("GET", "/templates", list_templates, "List starter templates", response=list[m.TemplateOut]),
+        E("POST", "/templates/{name}/install", install_template, "Install a template (replaces one of that name)",
+          admin=True, response=m.WorkflowOut),
+        E("GET", "/runs", list_runs, "List runs, newest first", response=list[m.RunOut], query=RUN_QUERY),
+        E("GET", "/runs/{run_id:int}", get_run, "A run with its steps and attempts", response=m.RunDetailOut),
+        E("GET", "/dead-letters", list_dead, "List dead letters", response=list[m.DeadLetterOut]),
+        E("POST", "/dead-letters/{job_id:int}/replay", replay_one, "Replay one dead letter", admin=True,
+          response=m.ReplayOut),
+        E("POST", "/dead-letters/replay-all", replay_all, "Replay every dead letter", admin=True,
+          response=m.ReplayOut),
+        E("GET", "/usage", usage, "Requests per connection per minute, with the quota", response=m.UsageOut,
+          query=USAGE_QUERY),
+        E("GET", "/counts", counts, "Counts for the overview", response=m.Counts),
+        E("GET", "/tokens", list_tokens, "Your API tokens", response=list[m.ApiTokenOut]),
+        E("POST", "/tokens", create_token, "Make an API token (shown once)", body=m.ApiTokenIn,
+          response=m.ApiTokenCreated, status=201),
+        E("DELETE", "/tokens/{token_id:int}", delete_token, "Delete one of your API tokens", status=204),
+    ]
+
+
+def _schema_of(annotation: Any, components: dict[str, Any]) -> dict[str, Any]:
+    model = annotation
+    is_list = getattr(annotation, "__origin__", None) is list
+    if is_list:
+        model = annotation.__args__[0]
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(schema.pop("$defs", {}))
+    components[model.__name__] = schema
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"type": "array", "items": ref} if is_list else ref
+
+
+def openapi_document(table: Sequence[Endpoint]) -> dict[str, Any]:
+    components: dict[str, Any] = {}
+    error_ref = _schema_of(m.ErrorOut, components)
+    paths: dict[str, dict[str, Any]] = {}
+    for e in table:
+        params: list[dict[str, Any]] = []
+        for name, kind in re.findall(r"\{(\w+)(?::(\w+))?\}", e.path):
+            schema: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 2**62 - 1} if kind == "int" \
+                else {"type": "string", "minLength": 1, "maxLength": 200}
+            params.append({"name": name, "in": "path", "required": True, "schema": schema})
+        for q in e.query:
+            qs: dict[str, Any] = {"type": q.kind}
+            if q.minimum is not None:
+                qs["minimum"] = q.minimum
+            if q.maximum is not None:
+                qs["maximum"] = q.maximum
+            params.append({"name": q.name, "in": "query", "required": False, "description": q.description,
+                           "schema": qs})
+        responses: dict[str, Any] = {}
+        if e.status == 204:
+            responses["204"] = {"description": "done"}
+        else:
+            responses[str(e.status)] = {"description": "ok", "content": {
+                "application/json": {"schema": _schema_of(e.response, components)}}}
+        for code, text in (("400", "malformed request"), ("401", "not signed in"), ("403", "forbidden"),
+                           ("404", "not found"), ("413", "body too large"), ("422", "invalid input"),
+                           ("503", "store unavailable")):
+            responses[code] = {"description": text, "content": {"application/json": {"schema": error_ref}}}
+        operation: dict[str, Any] = {"summary": e.summary, "operationId": f"{e.method.lower()}_{e.handler.__name__}",
+                                     "parameters": params, "responses": responses}
+        if e.body is not None:
+            operation["requestBody"] = {"required": True, "content": {
+                "application/json": {"schema": _schema_of(e.body, components)}}}
+        paths.setdefault(e.openapi_path, {})[e.method.lower()] = operation
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "snapbridge management API", "version": "1"},
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {"schemas": components, "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "session": {"type": "apiKey", "in": "cookie", "name": "sb_session"}}},
+        "security": [{"bearer": []}, {"session": []}],
+    }
+
+
+def api_routes(ctx: WebContext) -> list[BaseRoute]:
+    table = endpoints(ctx)
+    document = openapi_document(table)
+
+    async def serve_openapi(_request: Request) -> Response:
+        return JSONResponse(document)
+
+    routes: list[BaseRoute] = [Route(API_PREFIX + "/openapi.json", serve_openapi, methods=["GET"])]
+    routes.extend(Route(API_PREFIX + e.path, _wrap(ctx, e), methods=[e.method]) for e in table)
+    return routes
