@@ -1,9 +1,9 @@
-"""The dashboard in real headless Chromium over a full running service (receiver, deriver, worker) on the sandboxes.
+"""The dashboard in headless Chromium over a full running service (receiver, deriver, worker) on the sandboxes.
 
 One journey, as a seller would click it: create the admin, sign in, add both connections, install a template,
 map a field in the builder and watch the live preview, cause a run, see it succeed; then make the Snapshots
-sandbox fail, see the dead letter, clear the fault, replay it and see it succeed. Screenshots of the main pages
-go to artifacts/screenshots/.
+sandbox fail, see the dead letter, clear the fault, replay it and see it succeed. Screenshots of the main
+pages go to artifacts/screenshots/.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
-ALL_SCOPES = ["customers.readonly", "customers.write", "events.readonly", "events.write", "saas/location.read",
-              "saas/location.write"]
+ALL_SCOPES = ["customers.readonly", "customers.write", "events.readonly", "events.write",
+              "saas/location.read", "saas/location.write"]
 ADMIN, PASSWORD = "grace", "a long enough browser password"
 WAIT_MS = 10_000
 
@@ -194,8 +194,8 @@ def _journey(page: Any, base: str, service: Service, boxes: Sandboxes, snapshots
     page.select_option("#pick-field", "event.sale.product_name")
     page.fill("#yaml", page.input_value("#yaml").replace('type: "{{ event.type }}"', 'type: "sale-of-"'))
     page.focus("#yaml")
-    page.evaluate("(at) => { const t = document.getElementById('yaml'); t.selectionStart = t.selectionEnd = at; }",
-                  page.input_value("#yaml").index("sale-of-") + len("sale-of-"))
+    caret = page.input_value("#yaml").index("sale-of-") + len("sale-of-")
+    page.locator("#yaml").evaluate("(t, at) => { t.selectionStart = t.selectionEnd = at; }", caret)
     page.click("#insert-field")
     assert "sale-of-{{ event.sale.product_name }}" in page.input_value("#yaml")
     expect(page.locator("#preview")).to_contain_text("sale-of-")
@@ -207,7 +207,7 @@ def _journey(page: Any, base: str, service: Service, boxes: Sandboxes, snapshots
     page.wait_for_url(f"{base}/workflows*")
     page.wait_for_selector("a:text-is('browser-mapped')")
 
-    # The hook URL is registered with Gumroad (as `snapbridge hooks register` does); a scenario sells something.
+    # The hook URL is registered with Gumroad (as `snapbridge hooks register` does); a scenario sells.
     hook = next(h for h in hook_urls(service.connections, service.vault, base) if h.app == "gumroad")
     with gumroad_subscription(boxes, hook.url):
         _runs_and_replay(page, base, boxes)

@@ -78,21 +78,31 @@ def _run(options: ServiceOptions, host: str | None, port: int | None) -> int:
 @click.option("--poll-interval", type=click.FloatRange(min=0.01), default=60.0, show_default=True,
               help="Seconds between reconciliation polls of both APIs.")
 @click.option("--no-pollers", is_flag=True, help="Do not run the reconciliation pollers.")
+@click.option("--lease-seconds", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              help="How long a claimed job is a worker's; after a crash its jobs wait this long at most.")
 def serve_command(host: str | None, port: int | None, no_workers: bool, worker_count: int,
-                  poll_interval: float, no_pollers: bool) -> int:
+                  poll_interval: float, no_pollers: bool, lease_seconds: float) -> int:
     """Run the receiver, deriver, workers and pollers in one process (the embedded deployment)."""
     options = ServiceOptions(workers=0 if no_workers else worker_count, pollers=not no_pollers,
-                             poll_interval_seconds=poll_interval)
+                             poll_interval_seconds=poll_interval, worker=_worker_config(lease_seconds))
     return _run(options, host, port)
+
+
+def _worker_config(lease_seconds: float, concurrency: int = WorkerConfig.concurrency) -> WorkerConfig:
+    # The lease must leave room for a request after a rate-limit wait; keep the reserve below the lease.
+    return WorkerConfig(concurrency=concurrency, lease_seconds=lease_seconds,
+                        lease_reserve_seconds=min(WorkerConfig.lease_reserve_seconds, lease_seconds / 4))
 
 
 @click.command("worker")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=32, show_default=True,
               help="Jobs in flight at once.")
-def worker_command(concurrency: int) -> int:
+@click.option("--lease-seconds", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              help="How long a claimed job is this worker's; after a crash its jobs wait this long at most.")
+def worker_command(concurrency: int, lease_seconds: float) -> int:
     """Only deliver queued jobs (scale-out: run many, on PostgreSQL)."""
     options = ServiceOptions(receiver=False, deriver=False, pollers=False, workers=1,
-                             worker=WorkerConfig(concurrency=concurrency))
+                             worker=_worker_config(lease_seconds, concurrency))
     return _run(options, None, None)
 
 

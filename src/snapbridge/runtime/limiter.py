@@ -298,13 +298,8 @@ class StoreLimiter(_Queued):
             found = await self._call(self._store.get_bucket, name)
             if found is not None and found.refill_per_second > 0 and found.capacity >= 1:
                 shape = BucketShape(found.capacity, found.refill_per_second)
-        t0 = datetime.now(UTC)
-        w = await self._call(self._store.take_token, name, capacity=shape.capacity,
+        return await self._call(self._store.take_token, name, capacity=shape.capacity,
                                 refill_per_second=shape.refill_per_second)
-        import os
-        with open("/tmp/trace.txt", "a") as f:
-            print("TAKE", os.getpid(), t0.isoformat()[17:26], datetime.now(UTC).isoformat()[17:26], round(shape.refill_per_second,2), round(w,4), file=f)
-        return w
 
     async def observe(self, name: str, state: RateLimitState | None) -> None:
         if state is None:

@@ -186,7 +186,7 @@ class Worker:
             return []
         try:
             claimed = await self._call(self.store.claim, self.name, limit=min(self.config.batch_size, free),
-                                              lease_seconds=self.config.lease_seconds, now=self._clock())
+                                       lease_seconds=self.config.lease_seconds, now=self._clock())
         except StoreUnavailable as exc:
             log.warning("action=worker.claim_failed worker=%s error=%s", self.name, exc)
             await self._sleep(1.0)
@@ -311,12 +311,7 @@ class Worker:
             if wait_until is not None:
                 await self._defer(job, started_at, wait_until, settled)
                 return
-        import os
-        with open("/tmp/trace.txt", "a") as f:
-            print("SEND", os.getpid(), datetime.now(UTC).isoformat()[17:26], job.idempotency_key[-3:], file=f)
         outcome = await self.runner.execute(prepared)
-        with open("/tmp/trace.txt", "a") as f:
-            print("DONE", os.getpid(), datetime.now(UTC).isoformat()[17:26], job.idempotency_key[-3:], outcome.http_status, file=f)
         if outcome.sent:
             await self._observe(job.connection, outcome)
         await self._settle(job, outcome, started_at, settled)

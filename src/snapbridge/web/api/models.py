@@ -68,7 +68,9 @@ class ConnectionTest(BaseModel):
 class ConnectionIn(_In):
     app: Literal["gumroad", "snapshots"]
     name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,99}$")
-    credential: str = Field(min_length=1, max_length=4000, description="write-only: never returned")
+    # Visible ASCII only: it travels in an HTTP header, where anything else cannot be encoded (was a 500).
+    credential: str = Field(min_length=1, max_length=4000, pattern=r"^[!-~]+$",
+                            description="write-only: never returned")
     webhook_public_key: str | None = Field(default=None, max_length=20000, description="write-only")
     base_url: str | None = Field(default=None, max_length=2000)
 

@@ -146,8 +146,9 @@ def dashboard_routes(ctx: WebContext) -> list[BaseRoute]:
         from snapbridge.web.api.models import ConnectionIn
 
         form = await request.form()
-        fields = {k: v for k, v in form.items() if k in ("app", "name", "credential", "webhook_public_key",
-                                                          "base_url") and isinstance(v, str) and v.strip()}
+        # Stripped: a pasted token often brings a newline, which the credential's pattern refuses.
+        wanted = ("app", "name", "credential", "webhook_public_key", "base_url")
+        fields = {k: v.strip() for k, v in form.items() if k in wanted and isinstance(v, str) and v.strip()}
         try:
             body = ConnectionIn.model_validate(fields)
         except ValueError as exc:

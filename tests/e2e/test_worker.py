@@ -1,0 +1,464 @@
+"""Workers delivering real jobs to the Snapshots sandbox over HTTP, on SQLite and PostgreSQL.
+
+Each test has its own API key (the journal is filtered by its fingerprint) and its own entity ids, so the
+session-wide sandbox serves every test without cross-talk. Faults are cleared after each test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from snapbridge.runtime import (
+    PLAN_KEY,
+    ActionRunner,
+    Connections,
+    Limiter,
+    Worker,
+    WorkerConfig,
+    batch_idempotency_key,
+    limiter_for,
+)
+from snapbridge.runtime.actions import SegmentChangedHook
+from snapbridge.runtime.jobplan import pack_plan
+from snapbridge.sandbox import Sandboxes
+from snapbridge.sandbox.journal import JournalEntry
+from snapbridge.sandbox.snapshots import SandboxKey
+from snapbridge.security import Secret, Vault
+from snapbridge.store import (
+    AttemptOutcome,
+    ConnectionRecord,
+    ConnectionStore,
+    JobStatus,
+    NewJob,
+    NewRun,
+    RunDetail,
+    RunStatus,
+    StepDetail,
+    Store,
+)
+from snapbridge.workflows import (
+    App,
+    CustomerCreatedEvent,
+    SegmentChangedEvent,
+    event_spec,
+    load_template,
+    plan_event,
+)
+
+ALL_SCOPES = ("saas/location.read", "saas/location.write", "events.write", "events.readonly",
+              "customers.write", "customers.readonly")
+CONNECTION = "snap"
+PROFILES = "gumroad"  # the connection local steps (the customer profile) run on
+
+
+@dataclass
+class Rig:
+    """One store with a Snapshots connection on a fresh sandbox key, and what makes workers for it."""
+
+    store: Store
+    sandboxes: Sandboxes
+    vault: Vault
+    key: SandboxKey
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+
+    def connect(self, key: SandboxKey) -> None:
+        """(Re)connect the connection with this key, as `snapbridge connect` would store it."""
+        ConnectionStore(self.store.engine).save(ConnectionRecord(
+            name=CONNECTION, app="snapshots", base_url=self.sandboxes.snapshots_url,
+            credential=self.vault.encrypt(Secret(key.key), bound_to=f"{CONNECTION}:credential"),
+        ))
+        self.key = key
+
+    def worker(self, name: str, *, limiter: Limiter | None = None, rand: Callable[[], float] = lambda: 0.0,
+               on_segment_changed: SegmentChangedHook | None = None, **overrides: object) -> Worker:
+        connections = Connections(ConnectionStore(self.store.engine), self.vault,
+                                  allowed_hosts=("127.0.0.1",), cache_seconds=0.0)
+        runner = ActionRunner(connections, self.store, on_segment_changed=on_segment_changed)
+        settings: dict[str, object] = {"name": name, "idle_seconds": 0.2, "lease_seconds": 30.0,
+                                       "lease_reserve_seconds": 1.0, "grace_seconds": 5.0}
+        settings.update(overrides)
+        chosen = limiter or limiter_for(self.store)
+        config = WorkerConfig(**settings)  # type: ignore[arg-type]
+        return Worker(self.store, runner, chosen, config, rand=rand)
+
+    def enqueue(self, jobs: Sequence[tuple[str, Mapping[str, object], str]]) -> list[str]:
+        """One single-step run per (action, input, ordering key), in order; returns their idempotency keys."""
+        keys = []
+        now = datetime.now(UTC)
+        with self.store.transaction() as tx:
+            for index, (action, values, order) in enumerate(jobs):
+                run_id = tx.create_run(NewRun("test", None, "purchase", order, now))
+                key = f"test-{self.tag}-{index}"
+                tx.enqueue([NewJob(run_id=run_id, step_index=0, step_id="s0", action=action,
+                                   connection=CONNECTION, ordering_key=order, idempotency_key=key,
+                                   input=values)], now=now)
+                keys.append(key)
+        return keys
+
+    def journal(self, *, path: str | None = None, key: SandboxKey | None = None) -> list[JournalEntry]:
+        fingerprints = {(key or self.key).fingerprint}
+        return [e for e in self.sandboxes.snapshots.requests(path=path) if e.api_key in fingerprints]
+
+    def customer(self, suffix: str) -> str:
+        return f"c-{self.tag}-{suffix}"
+
+    def upsert(self, customer: str, **values: object) -> tuple[str, Mapping[str, object], str]:
+        return ("snapshots.customers.upsert", {"customer_id": customer, **values}, f"customer:{customer}")
+
+    def event(self, suffix: str, order: str | None = None) -> tuple[str, Mapping[str, object], str]:
+        event_id = f"e-{self.tag}-{suffix}"
+        values: dict[str, object] = {"event_id": event_id, "type": "purchase",
+                                     "timestamp": "2025-03-01T12:00:00Z", "data": {"n": suffix}}
+        return ("snapshots.events.create", values, order or f"customer:{event_id}")
+
+
+@pytest.fixture
+def rig(migrated: Engine, sandboxes: Sandboxes, tmp_path: Path) -> Iterator[Rig]:
+    store = Store(migrated)
+    key = sandboxes.snapshots.create_key(ALL_SCOPES)
+    made = Rig(store, sandboxes, Vault.open(tmp_path / "secret.key"), key)
+    made.connect(key)
+    try:
+        yield made
+    finally:
+        sandboxes.snapshots.clear_faults()
+        store.close()
+
+
+async def run_workers(workers: Sequence[Worker], done: Callable[[], bool], within: float = 20.0) -> None:
+    """Run the workers until `done()` holds (polled), then stop them gracefully; fail after `within` s."""
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    deadline = time.monotonic() + within
+    try:
+        while not await asyncio.to_thread(done):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not done within {within} s")
+            if any(t.done() for t in tasks):
+                raise AssertionError(f"a worker ended early: {[t.exception() for t in tasks if t.done()]}")
+            await asyncio.sleep(0.02)
+    finally:
+        for w in workers:
+            w.stop()
+        await asyncio.gather(*tasks)
+        for w in workers:
+            await w.runner.aclose()
+
+
+def settled(store: Store, count: int, *, dead: int = 0) -> Callable[[], bool]:
+    def check() -> bool:
+        counts = store.counts()
+        return counts[JobStatus.SUCCEEDED.value] == count and counts[JobStatus.DEAD.value] == dead
+
+    return check
+
+
+def detail(rig: Rig, run_id: int) -> RunDetail:
+    found = rig.store.run_detail(run_id)
+    assert found is not None
+    return found
+
+
+def last_step(rig: Rig) -> StepDetail:
+    """The first step of the newest run."""
+    return detail(rig, rig.store.runs(limit=1)[0].id).steps[0]
+
+
+def writes(rig: Rig, path: str) -> list[JournalEntry]:
+    return [e for e in rig.journal(path=path) if e.status < 400 and not e.replayed]
+
+
+# ---- delivery ------------------------------------------------------------------------------------------
+
+
+async def test_queued_jobs_are_delivered_exactly_once(rig: Rig) -> None:
+    customers = [rig.customer(str(i)) for i in range(12)]
+    rig.enqueue([rig.upsert(c, email=f"{c}@example.com", plan="pro") for c in customers])
+    worker = rig.worker("w1")
+    await run_workers([worker], settled(rig.store, 12))
+    for customer in customers:
+        assert rig.sandboxes.snapshots.writes_to(customer) == 1
+    assert worker.stats.succeeded == 12 and worker.stats.retried == 0
+    step = last_step(rig)
+    assert step.status is JobStatus.SUCCEEDED
+    assert isinstance(step.output, dict) and step.output["customer_id"] in customers
+    (attempt,) = step.attempt_log
+    assert attempt.outcome is AttemptOutcome.SUCCEEDED and attempt.http_status in (200, 201)
+    assert attempt.request_excerpt.startswith("PUT /customers/")
+    assert "Idempotency-Key" in attempt.request_excerpt
+    assert rig.key.key not in attempt.request_excerpt + attempt.response_excerpt
+    usage = rig.store.usage(CONNECTION, datetime.now(UTC) - timedelta(minutes=5))
+    assert sum(w.requests for w in usage) == 12
+
+
+async def test_several_due_events_go_out_as_one_batch(rig: Rig) -> None:
+    events = [rig.event(str(i)) for i in range(7)]
+    keys = rig.enqueue(events)
+    worker = rig.worker("w1", batch_size=50)
+    await run_workers([worker], settled(rig.store, 7))
+    (batch,) = rig.journal(path="/events/batch")
+    assert batch.status == 200 and batch.idempotency_key == batch_idempotency_key(keys)
+    assert rig.journal(path="/events") == []
+    assert worker.stats.batches == 1 and worker.stats.requests == 1 and worker.stats.succeeded == 7
+    output = last_step(rig).output
+    assert isinstance(output, dict) and output["event_id"].startswith(f"e-{rig.tag}-")
+
+
+async def test_a_batch_member_the_api_refuses_dies_alone(rig: Rig) -> None:
+    good = [rig.event(str(i)) for i in range(3)]
+    bad = ("snapshots.events.create", {"event_id": f"e-{rig.tag}-bad", "type": "purchase",
+                                       "timestamp": "2025-03-01T12:00:00Z", "location_id": "loc-nowhere"},
+           f"customer:{rig.tag}-bad")
+    rig.enqueue([*good, bad])
+    await run_workers([rig.worker("w1")], settled(rig.store, 3, dead=1))
+    (dead,) = rig.store.dead_letters()
+    assert dead.idempotency_key.endswith("-3")
+    assert "loc-nowhere is not a location of this company" in dead.reason
+    assert len(rig.journal(path="/events/batch")) == 1
+
+
+async def test_an_ambiguous_outcome_is_retried_with_the_same_key_and_written_once(rig: Rig) -> None:
+    customer = rig.customer("lost")
+    path = f"/customers/{customer}"
+    rig.sandboxes.snapshots.lose_next_response("PUT", path)  # applied, then the connection is reset
+    rig.enqueue([rig.upsert(customer, name="Ada", plan="pro")])
+    worker = rig.worker("w1")
+    await run_workers([worker], settled(rig.store, 1))
+    first, second = rig.journal(path=path)
+    assert first.status == 200 or first.status == 201
+    assert second.idempotency_key == first.idempotency_key and second.replayed
+    assert rig.sandboxes.snapshots.writes_to(customer) == 1
+    assert worker.stats.retried == 1 and worker.stats.succeeded == 1
+    step = last_step(rig)
+    outcomes = [a.outcome for a in step.attempt_log]
+    assert outcomes == [AttemptOutcome.RETRY, AttemptOutcome.SUCCEEDED]
+    assert step.attempt_log[0].http_status is None and "failed" in step.attempt_log[0].error
+
+
+async def test_a_429_storm_is_waited_out_and_nothing_is_sent_before_retry_after(rig: Rig) -> None:
+    # 5 requests per 250 ms: the limiter spaces requests about 55 ms apart once it knows the plan.
+    key = rig.sandboxes.snapshots.create_key(ALL_SCOPES, burst_limit=5, burst_window_ms=250_000)
+    rig.connect(key)
+    customers = [rig.customer(f"storm{i}") for i in range(8)]
+    rig.enqueue([rig.upsert(c, plan="pro") for c in customers])
+    storm = 0.6
+    started = datetime.now(UTC)
+    rig.sandboxes.snapshots.set_faults(storm_seconds=storm)
+    worker = rig.worker("w1")
+    await run_workers([worker], settled(rig.store, 8))
+    deadline = started + timedelta(seconds=storm)
+    entries = sorted(rig.journal(), key=lambda e: e.arrived_at)
+    throttled = [e for e in entries if e.status == 429]
+    assert throttled, "the storm was not seen"
+    first_429 = throttled[0].arrived_at
+    # Requests already on their way when the first 429 came back are allowed; nothing new until the deadline.
+    early = [e for e in entries if first_429 + timedelta(milliseconds=25) < e.arrived_at < deadline]
+    assert early == [], f"{len(early)} requests before Retry-After had passed"
+    assert len(throttled) <= 2
+    assert rig.store.dead_letters() == []
+    for customer in customers:
+        assert rig.sandboxes.snapshots.writes_to(customer) == 1
+
+
+async def test_a_422_becomes_a_dead_letter_with_the_reason_after_one_request(rig: Rig) -> None:
+    customer = rig.customer("bad-email")
+    rig.enqueue([rig.upsert(customer, email="not-an-email")])
+    worker = rig.worker("w1")
+    await run_workers([worker], settled(rig.store, 0, dead=1))
+    (dead,) = rig.store.dead_letters()
+    assert "HTTP 422" in dead.reason and "email" in dead.reason
+    assert dead.attempts == 1
+    assert len(rig.journal(path=f"/customers/{customer}")) == 1
+    assert worker.stats.dead == 1 and worker.stats.retried == 0
+
+
+async def test_a_dead_letter_replayed_after_the_fix_is_delivered_once_even_replayed_twice(rig: Rig) -> None:
+    customer = rig.customer("scoped")
+    path = f"/customers/{customer}"
+    without = rig.sandboxes.snapshots.create_key([s for s in ALL_SCOPES if s != "customers.write"])
+    rig.connect(without)
+    rig.sandboxes.snapshots.lose_next_response("PUT", path)
+    rig.enqueue([rig.upsert(customer, plan="pro")])
+    await run_workers([rig.worker("w1")], settled(rig.store, 0, dead=1))
+    (dead,) = rig.store.dead_letters()
+    assert "scope" in dead.reason.lower()
+    assert writes(rig, path) == []
+
+    rig.connect(rig.sandboxes.snapshots.create_key(ALL_SCOPES))  # the fix: a key with the scope
+    assert rig.store.replay(job_ids=[dead.job_id]) == 1
+    assert rig.store.replay(job_ids=[dead.job_id]) == 0  # queued already: a second replay adds nothing
+    await run_workers([rig.worker("w2")], settled(rig.store, 1))
+    assert rig.store.replay(all_dead=True) == 0
+    assert rig.sandboxes.snapshots.writes_to(customer) == 1
+
+
+async def test_a_write_that_happened_before_dying_is_not_doubled_by_replays(rig: Rig) -> None:
+    customer = rig.customer("applied")
+    path = f"/customers/{customer}"
+    rig.sandboxes.snapshots.lose_next_response("PUT", path)  # attempt 1 writes, the answer is lost
+    rig.enqueue([rig.upsert(customer, plan="gold")])
+    first_key = rig.key
+    # The retry waits 0.5 s; meanwhile the credential loses its scope, so the retry dies with a 401.
+    worker = rig.worker("w1", rand=lambda: 1.0, base_delay=timedelta(seconds=0.5))
+    task = asyncio.create_task(worker.run())
+    deadline = time.monotonic() + 5
+    while worker.stats.retried == 0:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    rig.connect(rig.sandboxes.snapshots.create_key(["saas/location.read"]))
+    while worker.stats.dead == 0:
+        assert time.monotonic() < deadline + 5
+        await asyncio.sleep(0.01)
+    worker.stop()
+    await task
+    await worker.runner.aclose()
+    assert rig.sandboxes.snapshots.writes_to(customer) == 1
+
+    rig.connect(first_key)
+    for _ in range(2):
+        rig.store.replay(all_dead=True)
+        await run_workers([rig.worker("w2")], settled(rig.store, 1))
+    replays = [e for e in rig.journal(path=path) if e.replayed]
+    assert len(replays) == 1 and rig.sandboxes.snapshots.writes_to(customer) == 1
+
+
+# ---- leases and order ----------------------------------------------------------------------------------
+
+
+async def test_a_stale_lease_is_fenced_and_the_write_happens_once(rig: Rig) -> None:
+    customer = rig.customer("stale")
+    rig.enqueue([rig.upsert(customer, plan="pro")])
+    # Every answer takes 1.2 s: worker A's 0.5 s lease runs out while its request is on its way.
+    rig.sandboxes.snapshots.set_faults(latency_ms=1200)
+    # Concurrency 1: with its one job in flight, A claims nothing else, like a worker that stalled.
+    a = rig.worker("A", lease_seconds=0.5, lease_reserve_seconds=0.0, concurrency=1)
+    b = rig.worker("B", lease_seconds=30.0)
+    task_a = asyncio.create_task(a.run())
+    deadline = time.monotonic() + 5
+    while a.stats.claimed == 0:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    await run_workers([b], settled(rig.store, 1))
+    deadline = time.monotonic() + 5
+    while a.stats.fenced == 0:
+        assert time.monotonic() < deadline, "A's late completion was not fenced"
+        await asyncio.sleep(0.01)
+    a.stop()
+    await task_a
+    await a.runner.aclose()
+    assert a.stats.succeeded == 0 and b.stats.succeeded == 1
+    assert rig.sandboxes.snapshots.writes_to(customer) == 1
+    entries = rig.journal(path=f"/customers/{customer}")
+    assert len(entries) == 2 and entries[0].idempotency_key == entries[1].idempotency_key
+    outcomes = sorted(a.outcome for a in last_step(rig).attempt_log)
+    assert outcomes == sorted([AttemptOutcome.FENCED, AttemptOutcome.SUCCEEDED])
+
+
+async def test_each_customers_jobs_arrive_in_enqueue_order_with_several_workers(rig: Rig) -> None:
+    customers = [rig.customer(f"o{i}") for i in range(6)]
+    jobs = [rig.upsert(c, plan=f"p{n}") for n in range(5) for c in customers]  # interleaved customers
+    keys = rig.enqueue(jobs)
+    expected = {c: [k for k, job in zip(keys, jobs, strict=True) if job[1]["customer_id"] == c]
+                for c in customers}
+    workers = [rig.worker(f"w{i}", batch_size=3, concurrency=4) for i in range(3)]
+    await run_workers(workers, settled(rig.store, len(jobs)))
+    for customer in customers:
+        arrived = [e.idempotency_key for e in rig.journal(path=f"/customers/{customer}")]
+        assert arrived == expected[customer]
+    assert sum(w.stats.succeeded for w in workers) == len(jobs)
+    assert sum(1 for w in workers if w.stats.succeeded) >= 2, "the work was not shared"
+
+
+async def test_a_graceful_stop_releases_jobs_still_waiting(rig: Rig) -> None:
+    # A 1-per-2 s plan: the first job goes out, the others wait for tokens when the worker is stopped.
+    key = rig.sandboxes.snapshots.create_key(ALL_SCOPES, burst_limit=1, burst_window_ms=2_000_000)
+    rig.connect(key)
+    customers = [rig.customer(f"g{i}") for i in range(3)]
+    rig.enqueue([rig.upsert(c, plan="pro") for c in customers])
+    worker = rig.worker("w1", grace_seconds=0.3)
+    task = asyncio.create_task(worker.run())
+    deadline = time.monotonic() + 5
+    while worker.stats.succeeded < 1:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    worker.stop()
+    await task
+    await worker.runner.aclose()
+    assert worker.stats.released == 2
+    counts = rig.store.counts()
+    assert counts[JobStatus.QUEUED.value] == 2 and counts[JobStatus.LEASED.value] == 0
+    assert sum(rig.sandboxes.snapshots.writes_to(c) for c in customers) == 1
+
+
+# ---- workflows: outputs, conditions and local actions ----------------------------------------------------
+
+
+def _planned_jobs(rig: Rig, email: str) -> tuple[list[NewJob], str]:
+    """The starter template new-customer-location planned for a new customer, as the deriver enqueues it."""
+    sample = event_spec(App.GUMROAD, "customer.created").sample_event()
+    assert isinstance(sample, CustomerCreatedEvent)
+    inbound = f"in-{rig.tag}"
+    event = sample.model_copy(update={"inbound_id": inbound, "id": f"{inbound}:customer.created",
+                                      "customer": sample.customer.model_copy(update={"email": email})})
+    (plan,) = plan_event(event, None, [load_template("new-customer-location")])
+    assert plan.error is None and [s.step_id for s in plan.steps] == ["find", "create", "update", "link",
+                                                                       "segments"]
+    jobs = [NewJob(run_id=0, step_index=step.position, step_id=step.step_id, action=step.action,
+                   connection=PROFILES if step.action.startswith("snapbridge.") else CONNECTION,
+                   ordering_key=step.ordering_key, idempotency_key=step.idempotency_key,
+                   input=dict(step.input),
+                   deferred=pack_plan(step, event, profile_connection=PROFILES, email=email))
+            for step in plan.steps]
+    assert PLAN_KEY in jobs[1].deferred and PLAN_KEY not in jobs[0].deferred
+    return jobs, event.type
+
+
+async def test_a_workflow_runs_step_by_step_with_outputs_conditions_and_local_actions(rig: Rig) -> None:
+    email = f"ada-{rig.tag}@example.com"
+    jobs, event_type = _planned_jobs(rig, email)
+    with rig.store.transaction() as tx:
+        run_id = tx.create_run(NewRun("new-customer-location", None, event_type, email, datetime.now(UTC)))
+        tx.enqueue([replace(job, run_id=run_id) for job in jobs])
+    changed: list[SegmentChangedEvent] = []
+    worker = rig.worker("w1", on_segment_changed=lambda _tx, event, _job: changed.append(event))
+    await run_workers([worker], settled(rig.store, len(jobs)))
+
+    detail = rig.store.run_detail(run_id)
+    assert detail is not None and detail.run.status is RunStatus.SUCCEEDED
+    steps = {s.step_id: s for s in detail.steps}
+    assert steps["find"].output == []
+    location = steps["create"].output
+    assert isinstance(location, dict) and location["external_id"] == email
+    assert steps["update"].output is None  # its condition was false: skipped, nothing sent
+    assert rig.sandboxes.snapshots.writes_to(location["location_id"]) == 1
+    assert rig.journal(path=f"/locations/{location['location_id']}") == []
+    profile = rig.store.get_profile(PROFILES, email)
+    assert profile is not None
+    assert profile.location_id == location["location_id"] and profile.timezone == location["timezone"]
+    assert profile.attributes["location_name"] == location["name"]
+    assert profile.tags == ("new-customer",) and "active" in profile.segments
+    assert [e.entered for e in changed] == [["active"]]
+    assert worker.stats.requests == 2  # find and create; update skipped, link and segments are local
+
+
+async def test_local_actions_are_idempotent(rig: Rig) -> None:
+    email = f"Grace-{rig.tag}@Example.com"
+    update = {"email": email, "name": "Grace", "plan": "pro", "add_tags": ["vip"], "customer_id": "c-1",
+              "last_activity_at": "2025-03-01T12:00:00Z"}
+    rig.enqueue([("snapbridge.profiles.update", update, "customer:g"),
+                 ("snapbridge.profiles.update", update, "customer:g")])
+    await run_workers([rig.worker("w1")], settled(rig.store, 2))
+    profile = rig.store.get_profile(CONNECTION, email.lower())
+    assert profile is not None and profile.name == "Grace" and profile.plan == "pro"
+    assert profile.tags == ("vip",) and profile.attributes["customer_id"] == "c-1"
+    assert profile.last_activity_at == datetime(2025, 3, 1, 12, tzinfo=UTC)
+    outputs = [detail(rig, r.id).steps[0].output for r in rig.store.runs()]
+    assert sorted(o["changed"] for o in outputs if isinstance(o, dict)) == [False, True]
