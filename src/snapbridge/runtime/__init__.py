@@ -37,7 +37,7 @@ from snapbridge.runtime.deriver import (
     GumroadAccess,
     GumroadLink,
 )
-from snapbridge.runtime.jobplan import PLAN_KEY, JobPlan, job_plan
+from snapbridge.runtime.jobplan import PLAN_KEY, JobPlan, job_plan, pack_plan
 from snapbridge.runtime.limiter import (
     Bucket,
     BucketShape,
@@ -142,6 +142,7 @@ __all__ = [
     "location_dedupe_key",
     "location_inbound_event",
     "new_webhook_secret",
+    "pack_plan",
     "parse_inbound",
     "receiver_config",
     "run_pollers",

@@ -36,7 +36,6 @@ from snapbridge.errors import DeliveryError, InvalidInput, Permanent, Retryable,
 from snapbridge.http import RateLimitState, create_client
 from snapbridge.runtime.jobplan import job_plan
 from snapbridge.runtime.local_actions import SegmentChangedHook, run_local_action
-from snapbridge.runtime.profile_state import state_from_record
 from snapbridge.security import Secret, Vault, redact_json, redact_text
 from snapbridge.store import ClaimedJob, ConnectionRecord, ConnectionStore, Store
 from snapbridge.workflows import DEFAULT_SEGMENTS, LOCAL_ACTIONS, SegmentRule, resolve_step
@@ -238,11 +237,8 @@ class ActionRunner:
         plan = job_plan(job)
         if plan is None:
             return dict(job.input)
-        profile = None
-        if plan.email:
-            record = await asyncio.to_thread(self._store.get_profile, plan.profile_connection, plan.email)
-            profile = state_from_record(record).profile if record is not None else None
-        resolved = resolve_step(plan.step, plan.event, profile, job.step_outputs)
+        # The profile as planned, not as it is now: each try must send the same body under the same key.
+        resolved = resolve_step(plan.step, plan.event, plan.profile, job.step_outputs)
         return dict(resolved.input) if resolved.run else None
 
     async def execute(self, prepared: Prepared) -> Outcome:

@@ -167,6 +167,7 @@ class _Draft:
     result: Derivation | None = None
     plans: tuple[tuple[Plan, Event], ...] = ()
     error: str | None = None
+    profile: CustomerProfile | None = None  # the profile the plans were rendered with
 
 
 class Deriver:
@@ -374,7 +375,7 @@ class Deriver:
                 continue
             if key and result.state is not None:
                 states[key] = result.state
-            drafts[item.row.id] = _Draft(key, result, plans)
+            drafts[item.row.id] = _Draft(key, result, plans, profile=profile)
         return drafts
 
     def _apply(self, tx: Tx, item: _Item, draft: _Draft, saved: dict[Key, Profile | None], now: datetime,
@@ -390,7 +391,8 @@ class Deriver:
             saved[draft.key] = replace(record, id=tx.save_profile(record))
         gumroad = row.connection if isinstance(item.parsed, GumroadEvent) else self._config.profile_connection
         target = _Target(item.profile_connection, gumroad, result.email)
-        runs, jobs, notes = self._enqueue(tx, draft.plans, target, inbound_event_id=row.id, now=now)
+        runs, jobs, notes = self._enqueue(tx, draft.plans, target, inbound_event_id=row.id, now=now,
+                                          profile=draft.profile)
         counts["runs"] += runs
         counts["jobs"] += jobs
         status = EventStatus.IGNORED if result.ignored else EventStatus.DERIVED
@@ -402,7 +404,8 @@ class Deriver:
         counts[status.value] += 1
 
     def _enqueue(self, tx: Tx, plans: Sequence[tuple[Plan, Event]], target: _Target, *,
-                 inbound_event_id: int | None, now: datetime) -> tuple[int, int, list[str]]:
+                 inbound_event_id: int | None, now: datetime, profile: CustomerProfile | None
+                 ) -> tuple[int, int, list[str]]:
         """Create a run per plan and queue its steps; (runs, new jobs, notes on plans that failed)."""
         runs = jobs = 0
         notes: list[str] = []
@@ -416,17 +419,19 @@ class Deriver:
                 workflow_name=plan.workflow, inbound_event_id=inbound_event_id, event_type=event.type,
                 customer_key=target.email or plan.steps[0].ordering_key, created_at=now,
             ))
-            added = tx.enqueue([self._job(run_id, step, event, target) for step in plan.steps], now=now)
+            added = tx.enqueue([self._job(run_id, step, event, target, profile) for step in plan.steps], now=now)
             runs += 1
             jobs += sum(1 for r in added if not r.duplicate)
         return runs, jobs, notes
 
-    def _job(self, run_id: int, step: PlannedStep, event: Event, target: _Target) -> NewJob:
+    def _job(self, run_id: int, step: PlannedStep, event: Event, target: _Target,
+             profile: CustomerProfile | None) -> NewJob:
         return NewJob(
             run_id=run_id, step_index=step.position, step_id=step.step_id, action=step.action,
             connection=self._connection_for(step.action, target), ordering_key=step.ordering_key,
             idempotency_key=step.idempotency_key, input=dict(step.input),
-            deferred=pack_plan(step, event, profile_connection=target.profile_connection, email=target.email),
+            deferred=pack_plan(step, event, profile_connection=target.profile_connection, email=target.email,
+                               profile=profile),
         )
 
     def _connection_for(self, action: str, target: _Target) -> str:
@@ -453,7 +458,7 @@ class Deriver:
         target = _Target(job.connection, self._config.profile_connection, event.customer.email)
         # No in-process wake-up here: the transaction is the worker's and has not committed yet; the worker
         # that ran the step claims again when it is done (PostgreSQL's NOTIFY goes out with the commit).
-        self._enqueue(tx, plans, target, inbound_event_id=None, now=self._clock())
+        self._enqueue(tx, plans, target, inbound_event_id=None, now=self._clock(), profile=profile)
 
 
 @dataclass(frozen=True)
