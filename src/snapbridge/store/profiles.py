@@ -16,6 +16,7 @@ __all__ = [
     "delete_workflow",
     "get_profile",
     "get_workflow",
+    "list_profiles",
     "list_workflows",
     "save_profile",
     "save_workflow",
@@ -65,6 +66,43 @@ def get_profile(conn: Connection, connection: str, email: str, *, lock: bool = F
         stmt = stmt.with_for_update()
     row = conn.execute(stmt).first()
     return _profile(row) if row else None
+
+
+SCAN_ROWS = 500  # rows read per query while filling a page; the segment filter runs in Python
+
+
+def list_profiles(
+    conn: Connection, *, segment: str | None = None, search: str | None = None, limit: int = 100,
+    after_id: int | None = None,
+) -> list[Profile]:
+    """Profiles in id order after `after_id`: `search` matches email or name (any case), `segment` one of the
+    profile's segments. The segment test runs in Python because SQLite and PostgreSQL query JSON differently."""
+    if limit <= 0:
+        return []
+    segment = segment or None
+    table = customer_profiles
+    where: list[sa.ColumnElement[bool]] = []
+    term = (search or "").strip().lower()
+    if term:
+        where.append(sa.or_(sa.func.lower(table.c.email).contains(term, autoescape=True),
+                            sa.func.lower(sa.func.coalesce(table.c.name, "")).contains(term, autoescape=True)))
+    found: list[Profile] = []
+    cursor = after_id or 0
+    while len(found) < limit:
+        # Without a segment filter every row read is kept, so read no more than the page needs.
+        size = SCAN_ROWS if segment else limit - len(found)
+        stmt = sa.select(table).where(table.c.id > cursor, *where).order_by(table.c.id).limit(size)
+        rows = conn.execute(stmt).all()
+        for row in rows:
+            profile = _profile(row)
+            if segment is None or segment in profile.segments:
+                found.append(profile)
+                if len(found) == limit:
+                    break
+        if len(rows) < size:
+            break
+        cursor = rows[-1]._mapping["id"]
+    return found
 
 
 def save_profile(conn: Connection, profile: Profile) -> int:

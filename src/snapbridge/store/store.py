@@ -222,6 +222,12 @@ class Store:
         with self._read("read a customer profile") as conn:
             return profiles.get_profile(conn, connection, email)
 
+    def list_profiles(self, *, segment: str | None = None, search: str | None = None, limit: int = 100,
+                      after_id: int | None = None) -> list[Profile]:
+        """A page of customer profiles in id order; pass the last id as `after_id` for the next page."""
+        with self._read("list customer profiles") as conn:
+            return profiles.list_profiles(conn, segment=segment, search=search, limit=limit, after_id=after_id)
+
     # workflows
 
     def save_workflow(self, name: str, source_yaml: str, *, enabled: bool = True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 __all__ = [
     "ApiTokenCreated",
@@ -16,6 +16,8 @@ __all__ = [
     "ConnectionOut",
     "ConnectionTest",
     "Counts",
+    "CsvText",
+    "CustomerOut",
     "DeadLetterOut",
     "DryRunIn",
     "DryRunOut",
@@ -153,6 +155,30 @@ class RunOut(BaseModel):
     steps_succeeded: int
     attempts: int
     last_error: str | None
+
+
+class CustomerOut(BaseModel):
+    id: int
+    connection: str
+    email: str
+    name: str | None
+    plan: str | None
+    location_id: str | None
+    timezone: str | None
+    region: str | None
+    tier: str | None
+    tags: list[str]
+    segments: list[str]
+    attributes: dict[str, object]
+    lifetime_value_cents: int
+    purchases: int
+    first_seen_at: datetime
+    last_activity_at: datetime | None
+    updated_at: datetime
+
+
+class CsvText(RootModel[str]):
+    """A CSV file (text/csv) with a header row."""
 
 
 class AttemptOut(BaseModel):

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections import Counter
-from datetime import timedelta
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
 
 from snapbridge.errors import AuthFailed, DeliveryError, InvalidInput, Retryable, SnapbridgeError
 from snapbridge.runtime import ConnectionReport, check_connection, new_webhook_secret
 from snapbridge.security import Secret, Vault, redact_text
-from snapbridge.store import ConnectionRecord, ConnectionStore, RunStatus, WorkflowRecord
+from snapbridge.store import ConnectionRecord, ConnectionStore, Profile, RunStatus, WorkflowRecord
 from snapbridge.web.api.context import ApiProblem, WebContext
 from snapbridge.web.api.models import (
     ConnectionIn,
     ConnectionOut,
     ConnectionTest,
     Counts,
+    CustomerOut,
     DryRunOut,
     PlanOut,
     RequestOut,
@@ -41,7 +45,7 @@ from snapbridge.workflows import (
     template_text,
 )
 
-__all__ = ["Operations"]
+__all__ = ["CSV_COLUMNS", "Operations", "csv_cell", "customer_out", "customers_csv"]
 
 APP_TITLES = {"gumroad": "Gumroad", "snapshots": "the Snapshots API"}
 _ENABLED_LINE = re.compile(r"^enabled:[ \t]*\S+[ \t]*(#.*)?$", re.MULTILINE)
@@ -62,6 +66,43 @@ def explain_failure(exc: SnapbridgeError, app: str, base_url: str, secret: Secre
     if isinstance(exc, DeliveryError):
         return f"{title} at {base_url} answered with an error: {redact_text(str(exc), [secret])}"
     return redact_text(str(exc), [secret])
+
+
+# Spreadsheets run a cell that starts with one of these as a formula (CSV injection); \t and \r too, per OWASP.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+CSV_COLUMNS = ("id", "connection", "email", "name", "plan", "location_id", "timezone", "region", "tier", "tags",
+               "segments", "lifetime_value_cents", "purchases", "first_seen_at", "last_activity_at", "updated_at")
+EXPORT_PAGE = 500
+
+
+def csv_cell(value: object) -> str:
+    """One cell's text: empty for None, ISO for times, and a leading quote where a spreadsheet would compute."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple | list):
+        value = ";".join(str(v) for v in value)
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def customers_csv(profiles: Iterable[Profile]) -> str:
+    """A CSV document: the header row, then one row per profile (quoted by the csv module where needed)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for p in profiles:
+        writer.writerow([csv_cell(getattr(p, column)) for column in CSV_COLUMNS])
+    return out.getvalue()
+
+
+def customer_out(p: Profile) -> CustomerOut:
+    return CustomerOut(id=p.id or 0, connection=p.connection, email=p.email, name=p.name, plan=p.plan,
+                       location_id=p.location_id, timezone=p.timezone, region=p.region, tier=p.tier,
+                       tags=list(p.tags), segments=list(p.segments), attributes=dict(p.attributes),
+                       lifetime_value_cents=p.lifetime_value_cents, purchases=p.purchases,
+                       first_seen_at=p.first_seen_at, last_activity_at=p.last_activity_at, updated_at=p.updated_at)
 
 
 def _scopes(report: ConnectionReport) -> list[ScopeOut]:
@@ -277,6 +318,21 @@ class Operations:
         return DryRunOut(event_type=kind, matched=bool(plans), plans=out, text=text_out)
 
     # history and usage
+
+    def customers(self, *, segment: str | None, search: str | None, limit: int,
+                  after_id: int | None) -> list[CustomerOut]:
+        found = self.ctx.store.list_profiles(segment=segment, search=search, limit=limit, after_id=after_id)
+        return [customer_out(p) for p in found]
+
+    def all_customers(self, *, segment: str | None, search: str | None) -> Iterator[Profile]:
+        """Every matching profile, read a page at a time."""
+        after: int | None = None
+        while True:
+            page = self.ctx.store.list_profiles(segment=segment, search=search, limit=EXPORT_PAGE, after_id=after)
+            yield from page
+            if len(page) < EXPORT_PAGE:
+                return
+            after = page[-1].id
 
     def counts(self) -> Counts:
         store = self.ctx.store

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from snapbridge.errors import InvalidInput, StoreUnavailable, VaultError
@@ -19,7 +19,7 @@ from snapbridge.security import Role, new_api_token, token_digest
 from snapbridge.store import RunStatus
 from snapbridge.web.api import models as m
 from snapbridge.web.api.context import CSRF_HEADER, ApiProblem, Principal, WebContext
-from snapbridge.web.api.ops import Operations
+from snapbridge.web.api.ops import Operations, customers_csv
 
 __all__ = ["API_PREFIX", "Endpoint", "api_routes", "endpoints", "openapi_document", "run_detail_out", "run_out"]
 
@@ -50,6 +50,7 @@ class Endpoint:
     response: Any = None  # a model, list[model], or None for 204
     status: int = 200
     query: tuple[Query, ...] = ()
+    media_type: str = "application/json"  # a handler for another type returns its own Response
 
     @property
     def openapi_path(self) -> str:
@@ -128,6 +129,8 @@ def _wrap(ctx: WebContext, endpoint: Endpoint) -> Callable[[Request], Awaitable[
                                 headers={"Retry-After": "5"})
         if endpoint.status == 204:
             return Response(status_code=204)
+        if isinstance(result, Response):
+            return result
         return JSONResponse(_dump(result), status_code=endpoint.status)
 
     return handle
@@ -139,6 +142,15 @@ RUN_QUERY = (
     Query("customer", "string", "customer key (email)"),
     Query("before_id", "integer", "only runs older than this id (paging)", 1, 2**62),
     Query("limit", "integer", "at most this many", 1, 500),
+)
+CUSTOMER_FILTERS = (
+    Query("segment", "string", "only customers in this segment (exact name)"),
+    Query("search", "string", "part of the email or name, any case"),
+)
+CUSTOMER_QUERY = (
+    *CUSTOMER_FILTERS,
+    Query("limit", "integer", "at most this many", 1, 500),
+    Query("after_id", "integer", "only customers after this id (paging)", 0, 2**62),
 )
 USAGE_QUERY = (
     Query("minutes", "integer", "how far back", 1, 10080),
@@ -240,6 +252,18 @@ def endpoints(ctx: WebContext) -> list[Endpoint]:
     async def replay_all(_r: Request, _p: Principal, _b: None) -> object:
         return m.ReplayOut(replayed=store.replay(all_dead=True))
 
+    async def list_customers(r: Request, _p: Principal, _b: None) -> object:
+        return ops.customers(segment=r.query_params.get("segment") or None,
+                             search=r.query_params.get("search") or None,
+                             limit=query_int(r, CUSTOMER_QUERY[2], 100) or 100,
+                             after_id=query_int(r, CUSTOMER_QUERY[3], None))
+
+    async def export_customers(r: Request, _p: Principal, _b: None) -> object:
+        found = ops.all_customers(segment=r.query_params.get("segment") or None,
+                                  search=r.query_params.get("search") or None)
+        return PlainTextResponse(customers_csv(found), media_type="text/csv", headers={
+            "Content-Disposition": 'attachment; filename="customers.csv"', "Cache-Control": "no-store"})
+
     async def usage(r: Request, _p: Principal, _b: None) -> object:
         return ops.usage(query_int(r, USAGE_QUERY[0], 60) or 60, r.query_params.get("connection") or None)
 
@@ -293,6 +317,10 @@ def endpoints(ctx: WebContext) -> list[Endpoint]:
           response=m.ReplayOut),
         E("POST", "/dead-letters/replay-all", replay_all, "Replay every dead letter", admin=True,
           response=m.ReplayOut),
+        E("GET", "/customers", list_customers, "List customer profiles in id order, with filters",
+          response=list[m.CustomerOut], query=CUSTOMER_QUERY),
+        E("GET", "/customers/export.csv", export_customers, "Every matching customer profile as CSV",
+          response=m.CsvText, query=CUSTOMER_FILTERS, media_type="text/csv"),
         E("GET", "/usage", usage, "Requests per connection per minute, with the quota", response=m.UsageOut,
           query=USAGE_QUERY),
         E("GET", "/counts", counts, "Counts for the overview", response=m.Counts),
@@ -338,7 +366,7 @@ def openapi_document(table: Sequence[Endpoint]) -> dict[str, Any]:
             responses["204"] = {"description": "done"}
         else:
             responses[str(e.status)] = {"description": "ok", "content": {
-                "application/json": {"schema": _schema_of(e.response, components)}}}
+                e.media_type: {"schema": _schema_of(e.response, components)}}}
         for code, text in (("400", "malformed request"), ("401", "not signed in"), ("403", "forbidden"),
                            ("404", "not found"), ("413", "body too large"), ("422", "invalid input"),
                            ("503", "store unavailable")):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import jinja2
 from starlette.requests import Request
@@ -38,6 +39,14 @@ steps:
       timestamp: "{{ event.occurred_at | iso8601 }}"
       customer_id: "{{ event.customer.email }}"
 """
+
+
+CUSTOMERS_PAGE = 100
+
+
+def _page_cursor(text: str) -> int | None:
+    """A paging id from the query string; anything else (or out of range) starts from the beginning."""
+    return int(text) if re.fullmatch(r"[0-9]{1,18}", text) else None
 
 
 def _paths(value: object, prefix: str) -> list[str]:
@@ -211,6 +220,18 @@ def dashboard_routes(ctx: WebContext) -> list[BaseRoute]:
                       filters={"status": status or "", "workflow": q.get("workflow", ""),
                                "customer": q.get("customer", "")})
 
+    async def customers(request: Request, principal: Principal) -> Response:
+        q = request.query_params
+        filters = {"search": q.get("search", ""), "segment": q.get("segment", "")}
+        after = q.get("after_id", "")
+        found = store.list_profiles(segment=filters["segment"] or None, search=filters["search"] or None,
+                                    limit=CUSTOMERS_PAGE + 1, after_id=_page_cursor(after))
+        page = found[:CUSTOMERS_PAGE]
+        kept = {k: v for k, v in filters.items() if v}
+        next_url = f"/customers?{urlencode({**kept, 'after_id': page[-1].id})}" if len(found) > len(page) else ""
+        return render(request, "customers.html", principal, customers=page, filters=filters, next_url=next_url,
+                      export_url="/api/v1/customers/export.csv" + (f"?{urlencode(kept)}" if kept else ""))
+
     async def run_detail(request: Request, principal: Principal) -> Response:
         run_id = request.path_params["run_id"]
         detail = store.run_detail(run_id) if run_id < 2**62 else None
@@ -248,6 +269,7 @@ def dashboard_routes(ctx: WebContext) -> list[BaseRoute]:
         Route("/workflows/builder", guarded(builder), methods=["GET"]),
         Route("/workflows/builder", guarded(builder, write=True), methods=["POST"]),
         Route("/workflows/{name}/{action:str}", guarded(toggle, write=True), methods=["POST"]),
+        Route("/customers", guarded(customers), methods=["GET"]),
         Route("/runs", guarded(runs), methods=["GET"]),
         Route("/runs/{run_id:int}", guarded(run_detail), methods=["GET"]),
         Route("/dead-letters", guarded(dead_letters), methods=["GET"]),
