@@ -129,6 +129,10 @@ class ApiEndpoint:
             await asyncio.sleep(p.faults.latency_seconds())
         try:
             result, decision = await self._answer(scope, receive, headers, token, trace)
+        except _ClientGone:
+            # The client went away before its body was complete (a crashed sender): like a real server, the
+            # request is dropped unprocessed, so nothing is written and no answer is kept under its key.
+            return
         except Exception:  # a bug in the sandbox still answers in the contract's shape
             log.exception("action=sandbox_error method=%s path=%s", method, path)
             result, decision = injected_error(500), self._peek(None)
@@ -205,7 +209,7 @@ class ApiEndpoint:
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
-                break
+                raise _ClientGone
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.parts.max_body_bytes:
@@ -241,6 +245,10 @@ class ApiEndpoint:
                 await asyncio.sleep(pause)
             more = offset + size < len(body)
             await send({"type": "http.response.body", "body": body[offset:offset + size], "more_body": more})
+
+
+class _ClientGone(Exception):  # a signal between two methods, not an error the caller sees
+    """The connection closed before the request body was complete."""
 
 
 def _without_replayed(headers: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
