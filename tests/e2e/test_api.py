@@ -1,18 +1,26 @@
-"""The management API over real HTTP: auth, roles, CSRF, scoping, connections against the sandboxes, workflows,
-dry runs, templates, runs, dead letters, usage, and an OpenAPI document that matches the routes."""
+"""The management API over real HTTP: auth, roles, CSRF, scoping, connections (and credential rotation) against
+the sandboxes, workflows, dry runs, templates, runs in a time window, dead letters (filters, replay by filter, from
+the trigger), usage, and an OpenAPI document that matches the routes."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from test_api_support import ADMIN, PASSWORD, Served, serve_app, signed_in
+from test_api_support import ADMIN, PASSWORD, Served, make_dead_letter, make_run, serve_app, signed_in
 
 from snapbridge.sandbox import Sandboxes
 from snapbridge.security import Role
+from snapbridge.store import JobStatus, RunStatus
 from snapbridge.web.api import endpoints
+
+ALL_SNAPSHOTS_SCOPES = ["customers.readonly", "customers.write", "events.readonly", "events.write",
+                        "saas/location.read", "saas/location.write"]
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -161,3 +169,161 @@ def test_the_openapi_document_matches_the_routes(served: Served) -> None:
                 for media in response.get("content", {}).values():
                     ref = media["schema"].get("$ref") or media["schema"].get("items", {}).get("$ref")
                     assert ref.split("/")[-1] in document["components"]["schemas"], path
+
+
+@pytest.fixture
+def viewer(served: Served, admin: httpx.Client) -> Iterator[httpx.Client]:
+    made = admin.post("/api/v1/tokens", json={"name": "reader", "role": "viewer"})
+    with httpx.Client(base_url=served.base_url, headers={"Authorization": f"Bearer {made.json()['token']}"}) as c:
+        yield c
+
+
+def test_runs_filter_by_a_time_window(served: Served, admin: httpx.Client) -> None:
+    early, middle, late = (make_run(served.store, "welcome", at=T0 + timedelta(minutes=m)) for m in (0, 1, 2))
+
+    def ids(query: str) -> list[int]:
+        answer = admin.get(f"/api/v1/runs?{query}")
+        assert answer.status_code == 200, answer.text
+        return [r["id"] for r in answer.json()]
+
+    assert ids("since=2025-03-01T12:01:00Z&until=2025-03-01T12:02:00Z") == [middle]  # until is exclusive
+    assert ids("since=2025-03-01T13:01:00%2B01:00") == [late, middle]  # the same instant, written in +01:00
+    assert ids("until=2025-03-01T12:01:00") == [early]  # no offset: UTC
+    assert ids("since=2025-03-01&workflow=welcome") == [late, middle, early]  # a date is its midnight
+    assert ids("since=2025-03-02") == []
+
+
+@pytest.mark.parametrize(("query", "words"), [
+    ("since=yesterday", "since is not an ISO 8601 date-time"),
+    ("until=2025-13-01T00:00:00Z", "until is not an ISO 8601 date-time"),
+    ("since=0001-01-01T00:00:00%2B05:00", "since is not an ISO 8601 date-time"),  # before year 1 in UTC
+    ("since=2025-03-01T12:00:00Z&until=2025-03-01T11:00:00Z", "until must be after since"),
+])
+def test_a_bad_time_window_is_400_with_the_reason(admin: httpx.Client, query: str, words: str) -> None:
+    for path in ("/api/v1/runs", "/api/v1/dead-letters"):
+        answer = admin.get(f"{path}?{query}")
+        assert answer.status_code == 400, answer.text
+        assert words in answer.json()["error"] and answer.json()["problems"]
+
+
+def test_dead_letters_filter_and_replay_by_filter(served: Served, admin: httpx.Client) -> None:
+    invalid = make_dead_letter(served.store, "welcome", "HTTP 422: email is invalid", at=T0)
+    missing = make_dead_letter(served.store, "welcome", "HTTP 404: sale not found", at=T0 + timedelta(minutes=1),
+                               connection="gumroad")
+    other = make_dead_letter(served.store, "upsell", "HTTP 422: email is invalid", at=T0 + timedelta(minutes=2))
+
+    def listed(query: str) -> list[int]:
+        return [d["run_id"] for d in admin.get(f"/api/v1/dead-letters?{query}").json()]
+
+    assert listed("") == [other, missing, invalid]
+    assert listed("connection=gumroad") == [missing]
+    assert listed("reason=EMAIL&workflow=welcome") == [invalid]
+    assert listed("since=2025-03-01T12:01:00Z&until=2025-03-01T12:02:00Z") == [missing]
+    assert listed("limit=1") == [other]
+
+    replayed = admin.post("/api/v1/dead-letters/replay", json={"reason": "email is invalid", "workflow": "welcome"})
+    assert replayed.status_code == 200 and replayed.json() == {"replayed": 1}
+    assert listed("") == [other, missing]
+    assert admin.post("/api/v1/dead-letters/replay", json={"connection": "nope"}).json() == {"replayed": 0}
+    assert admin.post("/api/v1/dead-letters/replay", json={"since": "2025-03-01T12:01:00+00:00"}).json() == {
+        "replayed": 2}
+    assert listed("") == []
+
+
+@pytest.mark.parametrize("body", [
+    {}, {"reason": "   "}, {"from": "trigger"}, {"workflow": "w", "from": "middle"}, {"since": "soon"},
+    {"since": "2025-03-01T12:00:00Z", "until": "2025-03-01T12:00:00Z"}, {"workflow": ""}, {"workflow": "w", "x": 1},
+    {"from_": "trigger", "workflow": "w"},
+])
+def test_a_replay_filter_must_say_what_and_be_valid(admin: httpx.Client, body: dict[str, object]) -> None:
+    answer = admin.post("/api/v1/dead-letters/replay", json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["problems"]
+
+
+def test_replay_from_the_trigger_runs_every_step_again_with_the_same_keys(served: Served,
+                                                                          admin: httpx.Client) -> None:
+    run_id = make_dead_letter(served.store, "welcome", "HTTP 422: bad plan", at=T0, steps=3, succeed_first=True)
+    before = served.store.run_detail(run_id)
+    assert before is not None
+    assert [s.status for s in before.steps] == [JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED]
+    dead_job = before.steps[1].job_id
+    assert admin.post(f"/api/v1/dead-letters/{dead_job}/replay?from=sideways").status_code == 422
+    answer = admin.post(f"/api/v1/dead-letters/{dead_job}/replay?from=trigger")
+    assert answer.status_code == 200 and answer.json() == {"replayed": 1}
+    after = served.store.run_detail(run_id)
+    assert after is not None and after.run.status is RunStatus.RUNNING
+    assert [s.status for s in after.steps] == [JobStatus.QUEUED] * 3
+    assert [s.idempotency_key for s in after.steps] == [s.idempotency_key for s in before.steps]
+    assert admin.post(f"/api/v1/dead-letters/{dead_job}/replay").status_code == 404  # no longer dead
+
+
+def test_replay_from_the_failed_step_leaves_the_steps_before_it(served: Served, admin: httpx.Client) -> None:
+    run_id = make_dead_letter(served.store, "welcome", "HTTP 422: bad plan", at=T0, steps=3, succeed_first=True)
+    answer = admin.post("/api/v1/dead-letters/replay", json={"workflow": "welcome", "from": "failed_step"})
+    assert answer.json() == {"replayed": 1}
+    after = served.store.run_detail(run_id)
+    assert after is not None
+    assert [s.status for s in after.steps] == [JobStatus.SUCCEEDED, JobStatus.QUEUED, JobStatus.QUEUED]
+
+
+def test_viewers_and_sessions_without_csrf_cannot_replay_or_rotate(served: Served, viewer: httpx.Client) -> None:
+    make_dead_letter(served.store, "welcome", "HTTP 422: email is invalid", at=T0)
+    writes = [("/api/v1/dead-letters/replay", {"workflow": "welcome"}),
+              ("/api/v1/connections/snapshots/rotate", {"credential": "pit-new"})]
+    for path, body in writes:
+        answer = viewer.post(path, json=body)
+        assert answer.status_code == 403 and "admin" in answer.json()["error"], path
+    with httpx.Client(base_url=served.base_url) as session:
+        signed_in(session)
+        for path, body in writes:
+            answer = session.post(path, json=body)
+            assert answer.status_code == 403 and "CSRF" in answer.json()["error"], path
+    assert len(served.store.dead_letters()) == 1
+
+
+def _stored_credential(served: Served, name: str) -> str:
+    record = served.web.connections.get(name) if served.web.connections else None
+    assert record is not None and served.web.vault is not None
+    return served.web.vault.decrypt(record.credential, bound_to=f"{name}:credential").reveal()
+
+
+def test_rotating_a_credential_tests_it_first_and_never_returns_it(served: Served, sandboxes: Sandboxes,
+                                                                   admin: httpx.Client) -> None:
+    old, new = (sandboxes.snapshots.create_key(ALL_SNAPSHOTS_SCOPES).key for _ in range(2))
+    made = admin.post("/api/v1/connections", json={"app": "snapshots", "credential": old})
+    assert made.status_code == 201, made.text
+
+    for bad in ("pit-not-a-key", sandboxes.snapshots.create_key(["saas/location.read"]).key):
+        refused = admin.post("/api/v1/connections/snapshots/rotate", json={"credential": bad})
+        assert refused.status_code == 422 and "Missing scopes" in refused.json()["error"]
+        assert bad not in refused.text
+    assert _stored_credential(served, "snapshots") == old  # a failed test changes nothing
+
+    rotated = admin.post("/api/v1/connections/snapshots/rotate", json={"credential": new})
+    assert rotated.status_code == 200, rotated.text
+    assert rotated.json()["name"] == "snapshots" and new not in rotated.text and old not in rotated.text
+    assert _stored_credential(served, "snapshots") == new
+    assert admin.post("/api/v1/connections/snapshots/test").json()["ok"]
+
+    assert admin.post("/api/v1/connections/nope/rotate", json={"credential": new}).status_code == 404
+    gumroad = admin.post("/api/v1/connections", json={"app": "gumroad", "credential": sandboxes.gumroad.access_token})
+    assert gumroad.status_code == 201
+    keyed = admin.post("/api/v1/connections/gumroad/rotate", json={"credential": sandboxes.gumroad.access_token,
+                                                                   "webhook_public_key": "abc"})
+    assert keyed.status_code == 422 and "only a Snapshots API connection" in keyed.json()["error"]
+
+
+def test_a_credential_of_another_account_does_not_replace_the_stored_one(served: Served, sandboxes: Sandboxes,
+                                                                        admin: httpx.Client) -> None:
+    mine = sandboxes.snapshots.create_key(ALL_SNAPSHOTS_SCOPES).key
+    assert admin.post("/api/v1/connections", json={"app": "snapshots", "credential": mine}).status_code == 201
+    # Another company in the sandbox, with a location, so its key names the company it reaches.
+    theirs = sandboxes.snapshots.create_key(ALL_SNAPSHOTS_SCOPES, company_id=f"co_{uuid.uuid4().hex[:10]}").key
+    created = httpx.post(f"{sandboxes.snapshots_url}/locations", json={"name": "Elsewhere"}, timeout=10,
+                         headers={"Authorization": f"Bearer {theirs}", "Version": "2021-07-28"})
+    assert created.status_code == 201, created.text
+    answer = admin.post("/api/v1/connections/snapshots/rotate", json={"credential": theirs})
+    assert answer.status_code == 422 and "not this connection's account" in answer.json()["error"]
+    assert theirs not in answer.text
+    assert _stored_credential(served, "snapshots") == mine

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -14,7 +15,7 @@ from snapbridge.config import Settings
 from snapbridge.runtime import ReceiverConfig
 from snapbridge.sandbox import Sandboxes, ServerThread
 from snapbridge.security import Passwords, Vault
-from snapbridge.store import ConnectionStore, Store, migrate, open_engine
+from snapbridge.store import AttemptRecord, ConnectionStore, NewJob, NewRun, Store, migrate, open_engine
 from snapbridge.web import create_app
 from snapbridge.web.api import WebContext
 
@@ -67,3 +68,29 @@ def signed_in(client: httpx.Client, username: str = ADMIN, password: str = PASSW
     answer = client.post("/signin", data={"username": username, "password": password}, follow_redirects=True)
     assert answer.url.path == "/", answer.text[:500]
     return csrf_of(answer.text)
+
+
+def make_run(store: Store, workflow: str, *, at: datetime, connection: str = "snapshots", steps: int = 1,
+             customer: str = "ada@example.com") -> int:
+    """A run with `steps` queued steps, created at `at` (no worker runs in these apps)."""
+    with store.transaction() as tx:
+        run_id = tx.create_run(NewRun(workflow, None, "purchase", customer, at))
+        tx.enqueue([NewJob(run_id, i, f"s{i}", "snapshots.events.create", connection, f"run:{run_id}",
+                           f"run{run_id}-s{i}", {"i": i}) for i in range(steps)], now=at)
+    return run_id
+
+
+def make_dead_letter(store: Store, workflow: str, reason: str, *, at: datetime, connection: str = "snapshots",
+                     steps: int = 1, succeed_first: bool = False) -> int:
+    """A run whose first step (or second, with `succeed_first`) became a dead letter at `at`; its run id."""
+    run_id = make_run(store, workflow, at=at, connection=connection, steps=steps)
+    for settle in (["done"] if succeed_first else []) + ["dead"]:
+        claimed = store.claim("test", limit=100, lease_seconds=60, now=at)
+        for job in claimed:
+            if job.run_id != run_id:
+                store.release(job, now=at)
+            elif settle == "done":
+                store.complete(job, output={"ok": True}, attempt=AttemptRecord(at, 3.0, 200), now=at)
+            else:
+                store.dead_letter(job, attempt=AttemptRecord(at, 3.0, 422), reason=reason, now=at)
+    return run_id

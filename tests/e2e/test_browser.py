@@ -2,8 +2,11 @@
 
 One journey, as a seller would click it: create the admin, sign in, add both connections, install a template,
 map a field in the builder and watch the live preview, cause a run, see it succeed; then make the Snapshots
-sandbox fail, see the dead letter, clear the fault, replay it and see it succeed. Screenshots of the main
-pages go to artifacts/screenshots/.
+sandbox fail, see the dead letter, clear the fault, filter the dead letters and replay the matching ones from the
+trigger, and see it succeed; then the usage charts, drawn from the requests the worker made.
+
+Screenshots of the main pages (desktop, and a phone-sized screen for three of them) go to artifacts/screenshots/,
+listed with their pages in artifacts/screenshots/INDEX.txt; the test prints the list (pytest -rP shows it).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +41,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+INDEX = SCREENSHOTS / "INDEX.txt"
+PHONE = {"width": 390, "height": 844}
 ALL_SCOPES = ["customers.readonly", "customers.write", "events.readonly", "events.write",
               "saas/location.read", "saas/location.write"]
 ADMIN, PASSWORD = "grace", "a long enough browser password"
@@ -114,7 +120,19 @@ def wait_until(condition: Callable[[], Any], what: str, timeout: float = 15.0) -
 
 def shot(page: Any, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    size = page.viewport_size
+    with INDEX.open("a", encoding="utf-8") as index:
+        index.write(f"{path}  {page.url}  {size['width']}x{size['height']}\n")
+
+
+def fresh_screenshots() -> None:
+    """Only this run's screenshots stay in the folder, so a stale failure.png cannot mislead."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for old in SCREENSHOTS.glob("*.png"):
+        old.unlink()
+    INDEX.write_text("")
 
 
 def run_statuses(page: Any, base: str) -> list[str]:
@@ -125,6 +143,7 @@ def run_statuses(page: Any, base: str) -> list[str]:
 
 def test_browser_journey(tmp_path: Path, sandboxes: Sandboxes) -> None:
     snapshots_key = sandboxes.snapshots.create_key(ALL_SCOPES)
+    fresh_screenshots()
     with running_service(tmp_path, sandboxes) as service, pw.sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -140,6 +159,7 @@ def test_browser_journey(tmp_path: Path, sandboxes: Sandboxes) -> None:
         finally:
             sandboxes.snapshots.clear_faults()
             browser.close()
+            print(f"screenshots ({INDEX}):\n{INDEX.read_text(encoding='utf-8')}")
 
 
 def _journey(page: Any, base: str, service: Service, boxes: Sandboxes, snapshots_key: str) -> None:
@@ -251,14 +271,46 @@ def _runs_and_replay(page: Any, base: str, boxes: Sandboxes) -> None:
     finally:
         boxes.snapshots.clear_faults()
 
-    # Replayed after the fault is gone, it succeeds.
-    page.click("table tbody button:has-text('Replay')")
-    page.wait_for_selector("p.flash >> text=Replayed 1 dead letter")
+    # Once the fault is gone, the dead letters of this workflow are replayed from the trigger, and succeed.
+    page.fill("#dead-filter input[name=workflow]", "purchase-event")
+    page.click("#dead-filter button:has-text('Filter')")
+    page.wait_for_url(f"{base}/dead-letters?*workflow=purchase-event*")
+    page.select_option("#replay-matching select[name=from]", "trigger")
+    page.click("#replay-matching button:has-text('Replay matching (1)')")
+    page.wait_for_selector("p.flash >> text=Replayed 1 matching dead letter from the trigger.")
     wait_until(lambda: run_statuses(page, base) == ["succeeded", "succeeded"], "the replayed run to succeed")
     page.goto(base + "/dead-letters")
     page.wait_for_selector("td >> text=No dead letters.")
-    page.goto(base + "/")
-    shot(page, "09-overview")
-    page.set_viewport_size({"width": 390, "height": 844})
-    page.goto(base + "/runs")
-    shot(page, "10-runs-phone")
+
+    page.goto(base + "/customers")
+    page.wait_for_selector("table tbody td >> text=@")
+    shot(page, "09-customers")
+    _usage_charts(page, base)
+
+
+def _usage_charts(page: Any, base: str) -> None:
+    """The overview and usage pages chart the worker's requests: bars, lines, and the per-connection table."""
+    def overview_has_requests() -> bool:
+        page.goto(base + "/")
+        return page.locator("#overview-requests svg.chart rect.ok").count() > 0
+
+    wait_until(overview_has_requests, "the overview's requests chart to show the worker's requests")
+    for chart in ("requests", "outcomes", "latency"):
+        expect(page.locator(f"#overview-{chart} svg.chart")).to_be_visible()
+    expect(page.locator("#overview-outcomes polyline.line.ok")).to_have_count(1)
+    expect(page.locator("#overview-latency svg.chart")).to_have_accessible_name(re.compile("Mean latency"))
+    shot(page, "10-overview")
+    page.click("nav a:text-is('Usage')")
+    page.wait_for_url(f"{base}/usage")
+    expect(page.locator("table tbody td:text-is('snapshots')")).to_be_visible()
+    expect(page.locator("#usage-latency polyline.line.latency, #usage-latency circle.dot")).not_to_have_count(0)
+    shot(page, "11-usage")
+
+    page.set_viewport_size(PHONE)
+    for path, name in (("/", "12-overview-phone"), ("/usage", "13-usage-phone"), ("/runs", "14-runs-phone")):
+        page.goto(base + path)
+        shot(page, name)
+    # On a phone the charts fit the screen's width: nothing to scroll sideways.
+    page.goto(base + "/usage")
+    box = page.locator("#usage-requests svg.chart").bounding_box()
+    assert box is not None and 0 < box["width"] <= PHONE["width"] and box["height"] > 80, box

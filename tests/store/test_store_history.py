@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 from snapbridge.store import AttemptOutcome, AttemptRecord, JobStatus, NewJob, NewRun, RunStatus, Store
 
@@ -64,3 +65,79 @@ def test_dead_letters_newest_first(store: Store) -> None:
     assert letters[0].died_at == T0 + timedelta(seconds=1) and letters[0].attempts == 1
     assert [d.reason for d in store.dead_letters(limit=1)] == ["invalid 1"]
     assert store.runs()[0].last_error == "invalid 1"
+
+
+def test_runs_filter_by_a_time_window(store: Store) -> None:
+    a = _run(store, "welcome", "customer:a", T0)
+    b = _run(store, "welcome", "customer:b", T0 + timedelta(minutes=1))
+    c = _run(store, "welcome", "customer:c", T0 + timedelta(minutes=2))
+    # [since, until): a run made exactly at `until` belongs to the next window.
+    assert [r.id for r in store.runs(since=T0 + timedelta(minutes=1), until=T0 + timedelta(minutes=2))] == [b]
+    assert [r.id for r in store.runs(until=T0 + timedelta(minutes=1))] == [a]
+    assert [r.id for r in store.runs(since=T0, until=T0 + timedelta(hours=1))] == [c, b, a]
+    assert store.runs(since=T0 + timedelta(minutes=5)) == []
+    in_berlin = T0.astimezone(timezone(timedelta(hours=1)))  # the same instant in another zone
+    assert [r.id for r in store.runs(since=in_berlin + timedelta(minutes=2))] == [c]
+
+
+def _dead(store: Store, workflow: str, connection: str, reason: str, at: datetime, steps: int = 1) -> int:
+    """A run whose first step fails for good at `at`; its later steps are cancelled."""
+    with store.transaction() as tx:
+        run_id = tx.create_run(NewRun(workflow, None, "purchase", f"customer:{workflow}:{connection}", at))
+        tx.enqueue([NewJob(run_id, i, f"s{i}", "customers.update", connection, f"key:{run_id}",
+                           f"{run_id}-{i}", {"i": i}) for i in range(steps)], now=at)
+    (job,) = [j for j in store.claim("w", limit=50, lease_seconds=30, now=at) if j.run_id == run_id]
+    store.dead_letter(job, attempt=AttemptRecord(at, 1.0, 422), reason=reason, now=at)
+    return run_id
+
+
+def test_dead_letters_filter_by_workflow_connection_reason_and_time(store: Store) -> None:
+    _dead(store, "welcome", "snapshots", "HTTP 422: email is invalid", T0)
+    _dead(store, "welcome", "gumroad", "HTTP 404: sale not found", T0 + timedelta(minutes=1))
+    _dead(store, "upsell", "snapshots", "HTTP 401: The token is not authorized", T0 + timedelta(minutes=2))
+
+    def reasons(**filters: Any) -> list[str]:
+        return [d.reason for d in store.dead_letters(**filters)]
+
+    assert reasons(workflow="welcome") == ["HTTP 404: sale not found", "HTTP 422: email is invalid"]
+    assert reasons(connection="snapshots") == ["HTTP 401: The token is not authorized",
+                                               "HTTP 422: email is invalid"]
+    assert reasons(reason="NOT AUTHORIZED") == ["HTTP 401: The token is not authorized"]  # any case
+    assert reasons(reason="%") == [] and reasons(reason="_") == []  # LIKE wildcards are plain text
+    assert reasons(since=T0 + timedelta(minutes=1), until=T0 + timedelta(minutes=2)) == ["HTTP 404: sale not found"]
+    assert reasons(workflow="welcome", connection="snapshots", reason="invalid") == ["HTTP 422: email is invalid"]
+    assert reasons(workflow="nope") == []
+
+
+def test_replaying_a_filter_takes_only_the_matching_dead_letters(store: Store) -> None:
+    kept = _dead(store, "welcome", "snapshots", "HTTP 422: email is invalid", T0)
+    gumroad = _dead(store, "welcome", "gumroad", "HTTP 404: sale not found", T0 + timedelta(minutes=1))
+    assert store.replay_matching(connection="nope") == 0
+    assert store.replay_matching(workflow="welcome", connection="gumroad", since=T0, now=T0) == 1
+    assert [d.run_id for d in store.dead_letters()] == [kept]
+    detail = store.run_detail(gumroad)
+    assert detail is not None and detail.run.status is RunStatus.RUNNING
+    assert [s.status for s in detail.steps] == [JobStatus.QUEUED]
+    assert store.replay_matching(workflow="welcome", connection="gumroad") == 0  # nothing dead there now
+
+
+def test_replaying_from_the_trigger_queues_every_step_with_the_same_keys(store: Store) -> None:
+    with store.transaction() as tx:
+        run_id = tx.create_run(NewRun("welcome", None, "purchase", "customer:a", T0))
+        tx.enqueue([NewJob(run_id, i, f"s{i}", "customers.update", "snapshots", "customer:a", f"{run_id}-{i}",
+                           {"i": i}) for i in range(3)], now=T0)
+    (first,) = store.claim("w", limit=5, lease_seconds=30, now=T0)
+    store.complete(first, output={"id": "c_1"}, attempt=AttemptRecord(T0, 5.0, 200), now=T0)
+    (second,) = store.claim("w", limit=5, lease_seconds=30, now=T0)
+    store.dead_letter(second, attempt=AttemptRecord(T0, 5.0, 422), reason="HTTP 422: bad plan", now=T0)
+    before = store.run_detail(run_id)
+    assert before is not None
+    assert [s.status for s in before.steps] == [JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED]
+
+    assert store.replay_matching(reason="bad plan", from_start=True, now=T0) == 1
+    after = store.run_detail(run_id)
+    assert after is not None and after.run.status is RunStatus.RUNNING
+    assert [s.status for s in after.steps] == [JobStatus.QUEUED] * 3
+    assert [s.idempotency_key for s in after.steps] == [s.idempotency_key for s in before.steps]
+    # The first step runs again first: the same key asks the API for the write it already made.
+    assert [j.step_index for j in store.claim("w", limit=5, lease_seconds=30, now=T0)] == [0]

@@ -67,3 +67,18 @@ def test_segment_filter_reads_past_one_scan_chunk(store: Store, monkeypatch: pyt
     found = store.list_profiles(segment="vip", limit=3)
     assert [p.id for p in found] == [ids[0], ids[3], ids[6]]
     assert [p.id for p in store.list_profiles(segment="vip", after_id=ids[6])] == [ids[9]]
+
+
+def test_get_profiles_reads_many_keys_at_once_any_case(store: Store) -> None:
+    _seed(store)
+    keys = [("gumroad", "ADA@example.com"), ("gumroad", "dan@example.org"), ("gumroad", "nobody@x.example"),
+            ("other", "ada@example.com")]
+    found = store.get_profiles(keys)
+    assert set(found) == set(keys)
+    assert found[keys[0]] is not None and found[keys[0]].name == "Ada Lovelace"
+    assert found[keys[1]] is not None and found[keys[1]].name == "Dan"
+    assert found[keys[2]] is None and found[keys[3]] is None
+    with store.transaction() as tx:  # the locking form inside a transaction agrees with get_profile
+        locked = tx.get_profiles(keys)
+        assert locked == {key: tx.get_profile(*key) for key in keys}
+    assert store.get_profiles([]) == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -9,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from snapbridge.store.models import Profile, WorkflowRecord
-from snapbridge.store.rows import InsertFn, aware, aware_or_none, is_postgres, json_dict, per_dialect, utc
+from snapbridge.store.rows import InsertFn, aware, aware_or_none, chunks, is_postgres, json_dict, per_dialect, utc
 from snapbridge.store.schema import customer_profiles, workflows
 
 __all__ = [
@@ -66,6 +67,26 @@ def get_profile(conn: Connection, connection: str, email: str, *, lock: bool = F
         stmt = stmt.with_for_update()
     row = conn.execute(stmt).first()
     return _profile(row) if row else None
+
+
+def get_profiles(conn: Connection, keys: Sequence[tuple[str, str]], *, lock: bool = False
+                 ) -> dict[tuple[str, str], Profile | None]:
+    """get_profile for many (connection, email) keys in one query per chunk; None for each one not found.
+    With `lock`, the rows are locked in key order (PostgreSQL), so two callers cannot deadlock on them."""
+    wanted: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for connection, email in keys:
+        wanted.setdefault((connection, email.strip().lower()), []).append((connection, email))
+    found: dict[tuple[str, str], Profile | None] = dict.fromkeys(keys)
+    for part in chunks(sorted(wanted)):
+        stmt = (sa.select(customer_profiles)
+                .where(sa.tuple_(customer_profiles.c.connection, customer_profiles.c.email).in_(part))
+                .order_by(customer_profiles.c.connection, customer_profiles.c.email))
+        if lock and is_postgres(conn):
+            stmt = stmt.with_for_update()
+        for row in conn.execute(stmt):
+            for key in wanted[(row.connection, row.email)]:
+                found[key] = _profile(row)
+    return found
 
 
 SCAN_ROWS = 500  # rows read per query while filling a page; the segment filter runs in Python

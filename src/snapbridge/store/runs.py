@@ -22,7 +22,7 @@ from snapbridge.store.models import (
 from snapbridge.store.rows import aware, aware_or_none, json_dict, utc
 from snapbridge.store.schema import attempts, jobs, runs
 
-__all__ = ["dead_letters", "list_runs", "run_detail"]
+__all__ = ["dead_letter_ids", "dead_letters", "list_runs", "run_detail"]
 
 
 def list_runs(
@@ -32,10 +32,11 @@ def list_runs(
     workflow: str | None = None,
     customer: str | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
     before_id: int | None = None,
     limit: int = 50,
 ) -> list[RunSummary]:
-    """Runs newest first; `before_id` pages back from a run id."""
+    """Runs newest first, created at or after `since` and before `until`; `before_id` pages back from a run id."""
     stmt = sa.select(runs).order_by(runs.c.id.desc()).limit(limit)
     if status is not None:
         wanted = sorted({status} if isinstance(status, RunStatus) else set(status))
@@ -47,6 +48,8 @@ def list_runs(
         stmt = stmt.where(runs.c.customer_key == customer)
     if since is not None:
         stmt = stmt.where(runs.c.created_at >= utc(since))
+    if until is not None:
+        stmt = stmt.where(runs.c.created_at < utc(until))
     if before_id is not None:
         stmt = stmt.where(runs.c.id < before_id)
     rows = conn.execute(stmt).all()
@@ -126,12 +129,37 @@ def _step(row: sa.Row[Any], log: tuple[AttemptRow, ...]) -> StepDetail:
     )
 
 
-def dead_letters(conn: Connection, limit: int = 100) -> list[DeadLetter]:
-    """Dead jobs, most recent first, with the reason they died."""
+def _dead_where(
+    *, workflow: str | None, connection: str | None, reason: str | None, since: datetime | None,
+    until: datetime | None,
+) -> list[sa.ColumnElement[bool]]:
+    """Dead jobs of a workflow, on a connection, whose reason holds `reason` (any case), dead in [since, until)."""
+    where: list[sa.ColumnElement[bool]] = [jobs.c.status == JobStatus.DEAD.value]
+    if workflow is not None:
+        where.append(runs.c.workflow_name == workflow)
+    if connection is not None:
+        where.append(jobs.c.connection == connection)
+    term = (reason or "").strip().lower()
+    if term:
+        where.append(sa.func.lower(sa.func.coalesce(jobs.c.last_error, "")).contains(term, autoescape=True))
+    # A dead job is not touched again until a replay, so its last update is when it died.
+    if since is not None:
+        where.append(jobs.c.updated_at >= utc(since))
+    if until is not None:
+        where.append(jobs.c.updated_at < utc(until))
+    return where
+
+
+def dead_letters(
+    conn: Connection, limit: int = 100, *, workflow: str | None = None, connection: str | None = None,
+    reason: str | None = None, since: datetime | None = None, until: datetime | None = None,
+) -> list[DeadLetter]:
+    """Dead jobs, most recent first, with the reason they died; the filters combine."""
+    where = _dead_where(workflow=workflow, connection=connection, reason=reason, since=since, until=until)
     rows = conn.execute(
         sa.select(jobs, runs.c.workflow_name, runs.c.customer_key)
         .join(runs, runs.c.id == jobs.c.run_id)
-        .where(jobs.c.status == JobStatus.DEAD.value)
+        .where(*where)
         .order_by(jobs.c.updated_at.desc(), jobs.c.id.desc())
         .limit(limit)
     )
@@ -144,3 +172,13 @@ def dead_letters(conn: Connection, limit: int = 100) -> list[DeadLetter]:
         )
         for r in rows
     ]
+
+
+def dead_letter_ids(
+    conn: Connection, *, workflow: str | None = None, connection: str | None = None, reason: str | None = None,
+    since: datetime | None = None, until: datetime | None = None,
+) -> list[int]:
+    """The ids of every dead job the filters match, in id order (what a replay of the filter takes)."""
+    where = _dead_where(workflow=workflow, connection=connection, reason=reason, since=since, until=until)
+    stmt = sa.select(jobs.c.id).join(runs, runs.c.id == jobs.c.run_id).where(*where).order_by(jobs.c.id)
+    return [int(job_id) for job_id in conn.execute(stmt).scalars()]

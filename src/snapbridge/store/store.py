@@ -46,7 +46,7 @@ from snapbridge.store.models import (
     WorkflowRecord,
 )
 from snapbridge.store.notify import JobListener, notify_jobs
-from snapbridge.store.rows import unavailable
+from snapbridge.store.rows import chunks, unavailable
 
 __all__ = ["Store", "Tx"]
 
@@ -100,6 +100,10 @@ class Tx:
     def get_profile(self, connection: str, email: str) -> Profile | None:
         """The profile, locked until commit on PostgreSQL so two derivers cannot both update it."""
         return profiles.get_profile(self._conn, connection, email, lock=True)
+
+    def get_profiles(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Profile | None]:
+        """get_profile for many (connection, email) keys at once, locked in key order (PostgreSQL)."""
+        return profiles.get_profiles(self._conn, keys, lock=True)
 
     def save_profile(self, profile: Profile) -> int:
         return profiles.save_profile(self._conn, profile)
@@ -222,6 +226,11 @@ class Store:
         with self._read("read a customer profile") as conn:
             return profiles.get_profile(conn, connection, email)
 
+    def get_profiles(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Profile | None]:
+        """Many profiles in one read: each (connection, email) key → its profile, or None."""
+        with self._read("read customer profiles") as conn:
+            return profiles.get_profiles(conn, keys)
+
     def list_profiles(self, *, segment: str | None = None, search: str | None = None, limit: int = 100,
                       after_id: int | None = None) -> list[Profile]:
         """A page of customer profiles in id order; pass the last id as `after_id` for the next page."""
@@ -290,6 +299,17 @@ class Store:
             return outcomes_.replay(conn, job_ids=job_ids, run_ids=run_ids, workflow=workflow,
                                    all_dead=all_dead, from_start=from_start, now=now or self._clock())
 
+    def replay_matching(self, *, workflow: str | None = None, connection: str | None = None,
+                        reason: str | None = None, since: datetime | None = None, until: datetime | None = None,
+                        from_start: bool = False, now: datetime | None = None) -> int:
+        """Replay every dead letter the filters match (as `dead_letters` filters), in one transaction."""
+        at = now or self._clock()
+        with self._write("replay dead letters") as conn:
+            ids = history.dead_letter_ids(conn, workflow=workflow, connection=connection, reason=reason,
+                                          since=since, until=until)
+            return sum(outcomes_.replay(conn, job_ids=part, run_ids=None, workflow=None, all_dead=False,
+                                        from_start=from_start, now=at) for part in chunks(ids))
+
     def next_due_at(self) -> datetime | None:
         with self._read("read the queue") as conn:
             return jobs.next_due_at(conn)
@@ -301,19 +321,24 @@ class Store:
     # history
 
     def runs(self, *, status: RunStatus | Collection[RunStatus] | None = None, workflow: str | None = None,
-             customer: str | None = None, since: datetime | None = None, before_id: int | None = None,
-             limit: int = 50) -> list[RunSummary]:
+             customer: str | None = None, since: datetime | None = None, until: datetime | None = None,
+             before_id: int | None = None, limit: int = 50) -> list[RunSummary]:
+        """Newest first; created in [since, until)."""
         with self._read("list runs") as conn:
             return history.list_runs(conn, status=status, workflow=workflow, customer=customer, since=since,
-                                     before_id=before_id, limit=limit)
+                                     until=until, before_id=before_id, limit=limit)
 
     def run_detail(self, run_id: int) -> RunDetail | None:
         with self._read(f"read run {run_id}") as conn:
             return history.run_detail(conn, run_id)
 
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+    def dead_letters(self, limit: int = 100, *, workflow: str | None = None, connection: str | None = None,
+                     reason: str | None = None, since: datetime | None = None,
+                     until: datetime | None = None) -> list[DeadLetter]:
+        """Newest first; `reason` is part of the reason (any case); died in [since, until)."""
         with self._read("list dead letters") as conn:
-            return history.dead_letters(conn, limit)
+            return history.dead_letters(conn, limit, workflow=workflow, connection=connection, reason=reason,
+                                        since=since, until=until)
 
     # rate limits and usage
 

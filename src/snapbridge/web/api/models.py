@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
+
+from snapbridge.web.api.params import as_utc
 
 __all__ = [
     "ApiTokenCreated",
@@ -15,6 +17,7 @@ __all__ = [
     "ConnectionIn",
     "ConnectionOut",
     "ConnectionTest",
+    "CredentialIn",
     "Counts",
     "CsvText",
     "CustomerOut",
@@ -24,6 +27,7 @@ __all__ = [
     "ErrorOut",
     "PlanOut",
     "ProblemOut",
+    "ReplayFilterIn",
     "ReplayOut",
     "RequestOut",
     "RunDetailOut",
@@ -75,6 +79,15 @@ class ConnectionIn(_In):
                             description="write-only: never returned")
     webhook_public_key: str | None = Field(default=None, max_length=20000, description="write-only")
     base_url: str | None = Field(default=None, max_length=2000)
+
+
+class CredentialIn(_In):
+    """A new credential for a stored connection (rotation): tested before it replaces the old one."""
+
+    credential: str = Field(min_length=1, max_length=4000, pattern=r"^[!-~]+$",
+                            description="write-only: never returned")
+    webhook_public_key: str | None = Field(default=None, max_length=20000,
+                                           description="write-only (Snapshots API); left out keeps the stored one")
 
 
 class ConnectionOut(BaseModel):
@@ -220,6 +233,42 @@ class DeadLetterOut(BaseModel):
     attempts: int
     reason: str
     died_at: datetime
+
+
+class ReplayFilterIn(_In):
+    """Which dead letters to replay (the filters combine; at least one is needed) and from where."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": [name]} for name in ("workflow", "connection", "reason", "since", "until")]})
+
+    workflow: str | None = Field(default=None, min_length=1, max_length=200)
+    connection: str | None = Field(default=None, min_length=1, max_length=100)
+    reason: str | None = Field(default=None, max_length=500, description="part of the reason, any case")
+    since: datetime | None = Field(default=None, description="died at or after this (no offset: UTC)")
+    until: datetime | None = Field(default=None, description="died before this (no offset: UTC)")
+    from_: Literal["failed_step", "trigger"] = Field(
+        default="failed_step", alias="from",
+        description="failed_step: the dead step and the steps after it; trigger: every step of the run again, "
+                    "with the same idempotency keys, so a write already made is not doubled")
+
+    @field_validator("reason")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @field_validator("since", "until")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ReplayFilterIn:
+        if not any((self.workflow, self.connection, self.reason, self.since, self.until)):
+            raise ValueError("say which dead letters: workflow, connection, reason, since or until "
+                             "(replay-all takes every one)")
+        if self.since is not None and self.until is not None and self.until <= self.since:
+            raise ValueError("until must be after since")
+        return self
 
 
 class ReplayOut(BaseModel):

@@ -1,12 +1,11 @@
-"""What the API and the dashboard do, once: connect, test, install, save, dry-run, replay, summarise usage."""
+"""What the API and the dashboard do, once: connect, rotate, install, save, dry-run, replay, summarise usage."""
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from snapbridge.errors import AuthFailed, DeliveryError, InvalidInput, Retryable, SnapbridgeError
@@ -14,12 +13,15 @@ from snapbridge.runtime import ConnectionReport, check_connection, new_webhook_s
 from snapbridge.security import Secret, Vault, redact_text
 from snapbridge.store import ConnectionRecord, ConnectionStore, Profile, RunStatus, WorkflowRecord
 from snapbridge.web.api.context import ApiProblem, WebContext
+from snapbridge.web.api.export import customer_out
 from snapbridge.web.api.models import (
     ConnectionIn,
     ConnectionOut,
     ConnectionTest,
     Counts,
+    CredentialIn,
     CustomerOut,
+    DeadLetterOut,
     DryRunOut,
     PlanOut,
     RequestOut,
@@ -45,9 +47,29 @@ from snapbridge.workflows import (
     template_text,
 )
 
-__all__ = ["CSV_COLUMNS", "Operations", "csv_cell", "customer_out", "customers_csv"]
+__all__ = ["DeadFilter", "Operations"]
 
 APP_TITLES = {"gumroad": "Gumroad", "snapshots": "the Snapshots API"}
+# The option that names the account a connection reached (Gumroad checks the seller id on every ping).
+ACCOUNT_OPTION = {"gumroad": "seller_id", "snapshots": "company_id"}
+MAX_JOB_ID = 2**62
+
+
+@dataclass(frozen=True)
+class DeadFilter:
+    """Which dead letters: of a workflow, on a connection, whose reason holds some text, dead in [since, until)."""
+
+    workflow: str | None = None
+    connection: str | None = None
+    reason: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @property
+    def is_set(self) -> bool:
+        return any((self.workflow, self.connection, self.reason, self.since, self.until))
+
+
 _ENABLED_LINE = re.compile(r"^enabled:[ \t]*\S+[ \t]*(#.*)?$", re.MULTILINE)
 _NAME_LINE = re.compile(r"^name:.*$", re.MULTILINE)
 
@@ -68,41 +90,7 @@ def explain_failure(exc: SnapbridgeError, app: str, base_url: str, secret: Secre
     return redact_text(str(exc), [secret])
 
 
-# Spreadsheets run a cell that starts with one of these as a formula (CSV injection); \t and \r too, per OWASP.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-CSV_COLUMNS = ("id", "connection", "email", "name", "plan", "location_id", "timezone", "region", "tier", "tags",
-               "segments", "lifetime_value_cents", "purchases", "first_seen_at", "last_activity_at", "updated_at")
 EXPORT_PAGE = 500
-
-
-def csv_cell(value: object) -> str:
-    """One cell's text: empty for None, ISO for times, and a leading quote where a spreadsheet would compute."""
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, tuple | list):
-        value = ";".join(str(v) for v in value)
-    text = str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
-
-
-def customers_csv(profiles: Iterable[Profile]) -> str:
-    """A CSV document: the header row, then one row per profile (quoted by the csv module where needed)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for p in profiles:
-        writer.writerow([csv_cell(getattr(p, column)) for column in CSV_COLUMNS])
-    return out.getvalue()
-
-
-def customer_out(p: Profile) -> CustomerOut:
-    return CustomerOut(id=p.id or 0, connection=p.connection, email=p.email, name=p.name, plan=p.plan,
-                       location_id=p.location_id, timezone=p.timezone, region=p.region, tier=p.tier,
-                       tags=list(p.tags), segments=list(p.segments), attributes=dict(p.attributes),
-                       lifetime_value_cents=p.lifetime_value_cents, purchases=p.purchases,
-                       first_seen_at=p.first_seen_at, last_activity_at=p.last_activity_at, updated_at=p.updated_at)
 
 
 def _scopes(report: ConnectionReport) -> list[ScopeOut]:
@@ -202,15 +190,13 @@ class Operations:
             return None, words
         name = body.name or body.app
         existing = records.get(name)
-        options: dict[str, object]
+        options: dict[str, object] = {ACCOUNT_OPTION[body.app]: report.account_id}
         stored_key: str | None
         if body.app == "gumroad":
-            options = {"seller_id": report.account_id}
             # Reconnecting keeps the hook secret, so URLs already registered with Gumroad stay valid.
             stored_key = existing.webhook_key if existing and existing.webhook_key else vault.encrypt(
                 new_webhook_secret(), bound_to=f"{name}:webhook_key")
         else:
-            options = {"company_id": report.account_id}
             stored_key = vault.encrypt(Secret(body.webhook_public_key), bound_to=f"{name}:webhook_key") \
                 if body.webhook_public_key else (existing.webhook_key if existing else None)
         record = ConnectionRecord(
@@ -229,6 +215,40 @@ class Operations:
             raise ApiProblem(404, f"no connection {name!r}")
         secret = vault.decrypt(record.credential, bound_to=f"{name}:credential")
         return (await self._check(record.app, record.base_url, secret))[1]
+
+    async def rotate_credential(self, name: str, body: CredentialIn) -> tuple[ConnectionOut | None, ConnectionTest]:
+        """Test the new credential at the connection's own base URL; it replaces the stored one only when it
+        reaches the same account with every required scope. Until then the old one stays in use."""
+        records, vault = self._records()
+        record = records.get(name)
+        if record is None:
+            raise ApiProblem(404, f"no connection {name!r}")
+        if body.webhook_public_key and record.app != "snapshots":
+            message = "only a Snapshots API connection has a webhook public key"
+            raise ApiProblem(422, message, [{"path": "webhook_public_key", "message": message}])
+        secret = Secret(body.credential.strip())
+        report, words = await self._check(record.app, record.base_url, secret)
+        if report is None or not words.ok:
+            return None, words
+        option = ACCOUNT_OPTION[record.app]
+        known = record.options.get(option)
+        if known and str(known) != report.account_id:
+            # Another account's credential (or one whose account cannot be told) would send this connection's
+            # data somewhere else.
+            return None, words.model_copy(update={"ok": False, "message": (
+                f"The new credential reaches {report.account}, not this connection's account ({record.account}); "
+                "nothing was changed. Add it as a new connection instead.")})
+        webhook_key = vault.encrypt(Secret(body.webhook_public_key), bound_to=f"{name}:webhook_key") \
+            if body.webhook_public_key else record.webhook_key
+        records.save(replace(
+            record, credential=vault.encrypt(secret, bound_to=f"{name}:credential"), webhook_key=webhook_key,
+            account=report.account, scopes=report.held, options={**record.options, option: report.account_id}))
+        self._connections_changed()
+        saved = records.get(name)
+        # Workers re-read a connection's credential about once a minute (runtime.actions' credential cache).
+        return connection_out(saved or record), words.model_copy(update={"message": (
+            f"{words.message} The new credential replaced the old one; running workers switch to it within a "
+            "minute.")})
 
     def remove_connection(self, name: str) -> None:
         records, _ = self._records()
@@ -317,6 +337,30 @@ class Operations:
                                              f"sample {kind} event; nothing would run\n")
         return DryRunOut(event_type=kind, matched=bool(plans), plans=out, text=text_out)
 
+    # dead letters
+
+    def dead_letters(self, wanted: DeadFilter, limit: int) -> list[DeadLetterOut]:
+        return [DeadLetterOut(job_id=d.job_id, run_id=d.run_id, workflow=d.workflow_name, customer=d.customer_key,
+                              step_id=d.step_id, action=d.action, connection=d.connection, attempts=d.attempts,
+                              reason=d.reason, died_at=d.died_at)
+                for d in self.ctx.store.dead_letters(limit, workflow=wanted.workflow, connection=wanted.connection,
+                                                     reason=wanted.reason, since=wanted.since, until=wanted.until)]
+
+    def replay_one(self, job_id: int, *, from_trigger: bool) -> int:
+        """Replay one dead letter: from its failed step, or every step of its run (same idempotency keys)."""
+        count = self.ctx.store.replay(job_ids=[job_id], from_start=from_trigger) if job_id < MAX_JOB_ID else 0
+        if count == 0:
+            raise ApiProblem(404, "no such dead letter")
+        return count
+
+    def replay_matching(self, wanted: DeadFilter, *, from_trigger: bool) -> int:
+        if not wanted.is_set:
+            raise ApiProblem(422, "say which dead letters: workflow, connection, reason, since or until "
+                                  "(replay-all takes every one)")
+        return self.ctx.store.replay_matching(workflow=wanted.workflow, connection=wanted.connection,
+                                              reason=wanted.reason, since=wanted.since, until=wanted.until,
+                                              from_start=from_trigger)
+
     # history and usage
 
     def customers(self, *, segment: str | None, search: str | None, limit: int,
@@ -355,5 +399,3 @@ class Operations:
             UsageWindowOut(connection=w.connection, window_start=w.window_start, requests=w.requests,
                            errors=w.errors, throttled=w.throttled, mean_latency_ms=round(w.mean_latency_ms, 1))
             for w in windows])
-
-

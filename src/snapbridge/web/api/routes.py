@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -19,42 +17,16 @@ from snapbridge.security import Role, new_api_token, token_digest
 from snapbridge.store import RunStatus
 from snapbridge.web.api import models as m
 from snapbridge.web.api.context import CSRF_HEADER, ApiProblem, Principal, WebContext
-from snapbridge.web.api.ops import Operations, customers_csv
+from snapbridge.web.api.export import customers_csv
+from snapbridge.web.api.openapi import API_PREFIX, Endpoint, openapi_document
+from snapbridge.web.api.ops import DeadFilter, Operations
+from snapbridge.web.api.params import Query, query_choice, query_int, query_window
 
-__all__ = ["API_PREFIX", "Endpoint", "api_routes", "endpoints", "openapi_document", "run_detail_out", "run_out"]
+__all__ = ["api_routes", "endpoints", "run_detail_out", "run_out"]
 
 log = logging.getLogger(__name__)
 
-API_PREFIX = "/api/v1"
 MAX_JSON_BYTES = 1_000_000
-Handler = Callable[[Request, Principal, Any], Awaitable[object]]
-
-
-@dataclass(frozen=True)
-class Query:
-    name: str
-    kind: str  # "string" or "integer"
-    description: str
-    minimum: int | None = None
-    maximum: int | None = None
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    method: str
-    path: str  # Starlette form, e.g. /runs/{run_id:int}
-    handler: Handler
-    summary: str
-    admin: bool = False  # viewers may only read
-    body: type[BaseModel] | None = None
-    response: Any = None  # a model, list[model], or None for 204
-    status: int = 200
-    query: tuple[Query, ...] = ()
-    media_type: str = "application/json"  # a handler for another type returns its own Response
-
-    @property
-    def openapi_path(self) -> str:
-        return API_PREFIX + re.sub(r"\{(\w+):\w+\}", r"{\1}", self.path)
 
 
 def _error(status: int, message: str, problems: Sequence[dict[str, str]] = ()) -> JSONResponse:
@@ -92,21 +64,6 @@ async def _body(request: Request, model: type[BaseModel]) -> BaseModel:
         raise ApiProblem(422, "the body is not valid", problems) from None
 
 
-def query_int(request: Request, q: Query, default: int | None) -> int | None:
-    raw = request.query_params.get(q.name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiProblem(422, f"{q.name} must be an integer", [{"path": q.name, "message": "not an integer"}]) \
-            from None
-    if (q.minimum is not None and value < q.minimum) or (q.maximum is not None and value > q.maximum):
-        raise ApiProblem(422, f"{q.name} must be between {q.minimum} and {q.maximum}",
-                         [{"path": q.name, "message": "out of range"}])
-    return value
-
-
 def _wrap(ctx: WebContext, endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
     async def handle(request: Request) -> Response:
         try:
@@ -136,12 +93,27 @@ def _wrap(ctx: WebContext, endpoint: Endpoint) -> Callable[[Request], Awaitable[
     return handle
 
 
+INSTANT = "ISO 8601 date-time, e.g. 2025-03-01T12:00:00Z (no offset: UTC)"
 RUN_QUERY = (
     Query("status", "string", "one of " + ", ".join(s.value for s in RunStatus)),
     Query("workflow", "string", "workflow name"),
     Query("customer", "string", "customer key (email)"),
     Query("before_id", "integer", "only runs older than this id (paging)", 1, 2**62),
     Query("limit", "integer", "at most this many", 1, 500),
+    Query("since", "string", f"only runs created at or after this {INSTANT}", format="date-time"),
+    Query("until", "string", f"only runs created before this {INSTANT}", format="date-time"),
+)
+DEAD_QUERY = (
+    Query("workflow", "string", "workflow name"),
+    Query("connection", "string", "connection name"),
+    Query("reason", "string", "part of the reason, any case"),
+    Query("since", "string", f"died at or after this {INSTANT}", format="date-time"),
+    Query("until", "string", f"died before this {INSTANT}", format="date-time"),
+    Query("limit", "integer", "at most this many", 1, 1000),
+)
+REPLAY_QUERY = (
+    Query("from", "string", "failed_step: the dead step and those after it; trigger: every step of the run "
+          "(same idempotency keys)", choices=("failed_step", "trigger")),
 )
 CUSTOMER_FILTERS = (
     Query("segment", "string", "only customers in this segment (exact name)"),
@@ -191,6 +163,12 @@ def endpoints(ctx: WebContext) -> list[Endpoint]:
     async def test_connection(r: Request, _p: Principal, _b: None) -> object:
         return await ops.test_connection(r.path_params["name"])
 
+    async def rotate_credential(r: Request, _p: Principal, body: m.CredentialIn) -> object:
+        saved, words = await ops.rotate_credential(r.path_params["name"], body)
+        if saved is None:
+            raise ApiProblem(422, words.message, [{"path": "credential", "message": words.message}])
+        return saved
+
     async def remove_connection(r: Request, _p: Principal, _b: None) -> object:
         ops.remove_connection(r.path_params["name"])
         return None
@@ -227,8 +205,9 @@ def endpoints(ctx: WebContext) -> list[Endpoint]:
             known = ", ".join(s.value for s in RunStatus)
             raise ApiProblem(422, f"unknown status {status_text!r}; known: {known}",
                              [{"path": "status", "message": "unknown status"}]) from None
+        since, until = query_window(r.query_params)
         runs = store.runs(status=status, workflow=r.query_params.get("workflow") or None,
-                          customer=r.query_params.get("customer") or None,
+                          customer=r.query_params.get("customer") or None, since=since, until=until,
                           before_id=query_int(r, RUN_QUERY[3], None), limit=query_int(r, RUN_QUERY[4], 50) or 50)
         return [run_out(x) for x in runs]
 
@@ -238,16 +217,21 @@ def endpoints(ctx: WebContext) -> list[Endpoint]:
             raise ApiProblem(404, "no such run")
         return run_detail_out(detail)
 
-    async def list_dead(_r: Request, _p: Principal, _b: None) -> object:
-        return [m.DeadLetterOut(job_id=d.job_id, run_id=d.run_id, workflow=d.workflow_name, customer=d.customer_key,
-                                step_id=d.step_id, action=d.action, connection=d.connection, attempts=d.attempts,
-                                reason=d.reason, died_at=d.died_at) for d in store.dead_letters(limit=500)]
+    async def list_dead(r: Request, _p: Principal, _b: None) -> object:
+        q = r.query_params
+        since, until = query_window(q)
+        wanted = DeadFilter(workflow=q.get("workflow") or None, connection=q.get("connection") or None,
+                            reason=q.get("reason") or None, since=since, until=until)
+        return ops.dead_letters(wanted, query_int(r, DEAD_QUERY[5], 500) or 500)
 
     async def replay_one(r: Request, _p: Principal, _b: None) -> object:
-        job_id = r.path_params["job_id"]
-        if job_id >= 2**62 or not any(d.job_id == job_id for d in store.dead_letters(limit=10_000)):
-            raise ApiProblem(404, "no such dead letter")
-        return m.ReplayOut(replayed=store.replay(job_ids=[job_id]))
+        from_trigger = query_choice(r, REPLAY_QUERY[0], "failed_step") == "trigger"
+        return m.ReplayOut(replayed=ops.replay_one(r.path_params["job_id"], from_trigger=from_trigger))
+
+    async def replay_matching(_r: Request, _p: Principal, body: m.ReplayFilterIn) -> object:
+        wanted = DeadFilter(workflow=body.workflow, connection=body.connection, reason=body.reason,
+                            since=body.since, until=body.until)
+        return m.ReplayOut(replayed=ops.replay_matching(wanted, from_trigger=body.from_ == "trigger"))
 
     async def replay_all(_r: Request, _p: Principal, _b: None) -> object:
         return m.ReplayOut(replayed=store.replay(all_dead=True))
@@ -298,6 +282,9 @@ def endpoints(ctx: WebContext) -> list[Endpoint]:
           admin=True, body=m.ConnectionIn, response=m.ConnectionOut, status=201),
         E("POST", "/connections/{name}/test", test_connection, "Test a stored connection", admin=True,
           response=m.ConnectionTest),
+        E("POST", "/connections/{name}/rotate", rotate_credential, "Replace a connection's credential once the "
+          "new one passes a test against the same account (the old one stays until then)", admin=True,
+          body=m.CredentialIn, response=m.ConnectionOut),
         E("DELETE", "/connections/{name}", remove_connection, "Remove a connection", admin=True, status=204),
         E("GET", "/workflows", list_workflows, "List installed workflows", response=list[m.WorkflowOut]),
         E("POST", "/workflows", save_workflow, "Create or update a workflow from YAML (422 lists problems)",
@@ -312,9 +299,12 @@ def endpoints(ctx: WebContext) -> list[Endpoint]:
           admin=True, response=m.WorkflowOut),
         E("GET", "/runs", list_runs, "List runs, newest first", response=list[m.RunOut], query=RUN_QUERY),
         E("GET", "/runs/{run_id:int}", get_run, "A run with its steps and attempts", response=m.RunDetailOut),
-        E("GET", "/dead-letters", list_dead, "List dead letters", response=list[m.DeadLetterOut]),
+        E("GET", "/dead-letters", list_dead, "List dead letters, newest first, with filters",
+          response=list[m.DeadLetterOut], query=DEAD_QUERY),
         E("POST", "/dead-letters/{job_id:int}/replay", replay_one, "Replay one dead letter", admin=True,
-          response=m.ReplayOut),
+          response=m.ReplayOut, query=REPLAY_QUERY),
+        E("POST", "/dead-letters/replay", replay_matching, "Replay every dead letter a filter matches",
+          admin=True, body=m.ReplayFilterIn, response=m.ReplayOut),
         E("POST", "/dead-letters/replay-all", replay_all, "Replay every dead letter", admin=True,
           response=m.ReplayOut),
         E("GET", "/customers", list_customers, "List customer profiles in id order, with filters",
@@ -329,64 +319,6 @@ def endpoints(ctx: WebContext) -> list[Endpoint]:
           response=m.ApiTokenCreated, status=201),
         E("DELETE", "/tokens/{token_id:int}", delete_token, "Delete one of your API tokens", status=204),
     ]
-
-
-def _schema_of(annotation: Any, components: dict[str, Any]) -> dict[str, Any]:
-    model = annotation
-    is_list = getattr(annotation, "__origin__", None) is list
-    if is_list:
-        model = annotation.__args__[0]
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    components.update(schema.pop("$defs", {}))
-    components[model.__name__] = schema
-    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
-    return {"type": "array", "items": ref} if is_list else ref
-
-
-def openapi_document(table: Sequence[Endpoint]) -> dict[str, Any]:
-    components: dict[str, Any] = {}
-    error_ref = _schema_of(m.ErrorOut, components)
-    paths: dict[str, dict[str, Any]] = {}
-    for e in table:
-        params: list[dict[str, Any]] = []
-        for name, kind in re.findall(r"\{(\w+)(?::(\w+))?\}", e.path):
-            schema: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 2**62 - 1} if kind == "int" \
-                else {"type": "string", "minLength": 1, "maxLength": 200}
-            params.append({"name": name, "in": "path", "required": True, "schema": schema})
-        for q in e.query:
-            qs: dict[str, Any] = {"type": q.kind}
-            if q.minimum is not None:
-                qs["minimum"] = q.minimum
-            if q.maximum is not None:
-                qs["maximum"] = q.maximum
-            params.append({"name": q.name, "in": "query", "required": False, "description": q.description,
-                           "schema": qs})
-        responses: dict[str, Any] = {}
-        if e.status == 204:
-            responses["204"] = {"description": "done"}
-        else:
-            responses[str(e.status)] = {"description": "ok", "content": {
-                e.media_type: {"schema": _schema_of(e.response, components)}}}
-        for code, text in (("400", "malformed request"), ("401", "not signed in"), ("403", "forbidden"),
-                           ("404", "not found"), ("413", "body too large"), ("422", "invalid input"),
-                           ("503", "store unavailable")):
-            responses[code] = {"description": text, "content": {"application/json": {"schema": error_ref}}}
-        operation: dict[str, Any] = {"summary": e.summary, "operationId": f"{e.method.lower()}_{e.handler.__name__}",
-                                     "parameters": params, "responses": responses}
-        if e.body is not None:
-            operation["requestBody"] = {"required": True, "content": {
-                "application/json": {"schema": _schema_of(e.body, components)}}}
-        paths.setdefault(e.openapi_path, {})[e.method.lower()] = operation
-    return {
-        "openapi": "3.0.3",
-        "info": {"title": "snapbridge management API", "version": "1"},
-        "servers": [{"url": "/"}],
-        "paths": paths,
-        "components": {"schemas": components, "securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer"},
-            "session": {"type": "apiKey", "in": "cookie", "name": "sb_session"}}},
-        "security": [{"bearer": []}, {"session": []}],
-    }
 
 
 def api_routes(ctx: WebContext) -> list[BaseRoute]:
