@@ -1,9 +1,9 @@
 """The whole pipeline (`snapbridge serve` as a child process) under faults: the store locked, a webhook never
-delivered, a dead letter replayed twice. SQLite; the sandboxes are private to each test."""
+delivered, a dead letter replayed twice. On SQLite and on a fresh PostgreSQL database; the sandboxes are private
+to each test. (A PostgreSQL server that stops altogether: test_pg_outage.)"""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_pipeline_support import FORM, Service, Setup, connect_all, run_cli, sale_ping, wait_for
+from test_pipeline_support import FORM, Service, Setup, connect_all, fresh_database, run_cli, sale_ping, wait_for
+from test_receiver_support import write_lock
 
 from snapbridge.sandbox import Sandboxes, start_sandboxes
 from snapbridge.store import Store, open_engine
@@ -28,9 +29,15 @@ def boxes() -> Iterator[Sandboxes]:
         started.stop()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
+
+
 @pytest.fixture
-def setup(boxes: Sandboxes, tmp_path: Path) -> Setup:
-    return connect_all(tmp_path, f"sqlite:///{tmp_path / 'snapbridge.db'}", boxes, verify_by_fetch=False)
+def setup(boxes: Sandboxes, database_url: str, tmp_path: Path) -> Setup:
+    return connect_all(tmp_path, database_url, boxes, verify_by_fetch=False)
 
 
 @pytest.fixture
@@ -55,8 +62,11 @@ def post(setup: Setup, body: bytes) -> int:
 
 @pytest.mark.timeout(120)
 def test_a_locked_store_answers_503_and_429_never_200_and_delivery_resumes(
-    boxes: Sandboxes, setup: Setup, service: Service, tmp_path: Path
+    boxes: Sandboxes, setup: Setup, service: Service
 ) -> None:
+    """SQLite: another process holds the write lock, so a commit fails at once. PostgreSQL: another session
+    locks inbound_events, so the commit waits; the receiver answers at its commit timeout, and the event that
+    waited commits once the lock is gone, which makes the senders' retries duplicates, answered 200."""
     snapshots = boxes.snapshots
     hook = f"http://127.0.0.1:{setup.port}/hooks/snapshots"
     snapshots.subscribe(hook)
@@ -68,42 +78,37 @@ def test_a_locked_store_answers_503_and_429_never_200_and_delivery_resumes(
     def ours() -> list[tuple[str, int | None]]:
         return [(d.webhook_id, d.status) for d in snapshots.webhook_deliveries() if d.url == hook]
 
-    holder = sqlite3.connect(tmp_path / "snapbridge.db", isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")
-    try:
-        assert post(setup, body) == 503
-        made = api.post("/locations", json={"name": "Made while the store was locked"})
-        assert made.status_code in (200, 201), made.text
-        wait_for(ours, timeout=20, what="the Snapshots webhook to reach the locked receiver")
-        assert post(setup, body) == 503
-        while_locked = ours()
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
-    assert while_locked and {status for _, status in while_locked} == {429}, while_locked
-    webhook_id = while_locked[0][0]
-    assert post(setup, body) == 200  # Gumroad's retry after the outage
-    wait_for(lambda: (webhook_id, 200) in ours(), timeout=30, what="the Snapshots API's retry to be accepted")
-    wait_for(lambda: accepted(boxes, "gumroad-sale-locked-sale-1"), timeout=30,
-             what="the sale to be delivered after the lock was released")
-    tries = [status for found, status in ours() if found == webhook_id]
-    assert tries[-1] == 200 and tries.count(200) == 1 and set(tries[:-1]) == {429}, tries
     engine = open_engine(setup.env["SNAPBRIDGE_DATABASE_URL"])
     try:
+        with write_lock(engine):
+            assert post(setup, body) == 503
+            made = api.post("/locations", json={"name": "Made while the store was locked"})
+            assert made.status_code in (200, 201), made.text
+            wait_for(ours, timeout=20, what="the Snapshots webhook to reach the locked receiver")
+            assert post(setup, body) == 503
+            while_locked = ours()
+        assert while_locked and {status for _, status in while_locked} == {429}, while_locked
+        webhook_id = while_locked[0][0]
+        assert post(setup, body) == 200  # Gumroad's retry after the outage
+        wait_for(lambda: (webhook_id, 200) in ours(), timeout=30, what="the Snapshots API's retry to be accepted")
+        wait_for(lambda: accepted(boxes, "gumroad-sale-locked-sale-1"), timeout=30,
+                 what="the sale to be delivered after the lock was released")
+        tries = [status for found, status in ours() if found == webhook_id]
+        assert tries[-1] == 200 and tries.count(200) == 1 and set(tries[:-1]) == {429}, tries
         with engine.connect() as conn:
             keys = Counter(row[0] for row in conn.exec_driver_sql("SELECT dedupe_key FROM inbound_events"))
     finally:
         engine.dispose()
+        api.close()
     assert keys["gumroad:sale:locked-sale-1"] == 1 and keys[f"snapshots:webhook:{webhook_id}"] == 1, keys
-    api.close()
 
 
 @pytest.mark.timeout(120)
 def test_the_poller_heals_a_webhook_that_was_never_delivered(
-    boxes: Sandboxes, tmp_path: Path
+    boxes: Sandboxes, database_url: str, tmp_path: Path
 ) -> None:
     # Real sales, so verify-by-fetch stays on; no Ping URL and no subscription: only the poller can see them.
-    setup = connect_all(tmp_path, f"sqlite:///{tmp_path / 'snapbridge.db'}", boxes, verify_by_fetch=True)
+    setup = connect_all(tmp_path, database_url, boxes, verify_by_fetch=True)
     assert boxes.gumroad.ping_url is None
     interval = 2.0
     served = Service(setup, "--poll-interval", str(interval), log=tmp_path / "serve.log")

@@ -1,5 +1,6 @@
 """When the database cannot commit, every call says StoreUnavailable (never hangs, never leaks the URL's
-password), and work resumes once it can; PostgreSQL workers wake on NOTIFY, SQLite ones are not kept."""
+password), and work resumes once it can; PostgreSQL workers wake on NOTIFY, SQLite ones are not kept.
+A PostgreSQL server stopped and started again under the same engine: tests/e2e/test_pg_outage.py."""
 
 from __future__ import annotations
 
