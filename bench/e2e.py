@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -27,6 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,7 +42,7 @@ from snapbridge.store import open_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-CUSTOMERS = 50
+CUSTOMERS = 1000
 START = datetime(2024, 3, 10, tzinfo=UTC)
 
 
@@ -116,7 +118,7 @@ class Watcher:
         while not self.stop.wait(0.005):
             with self.state.lock:
                 ids = list(self.state.events)[done:]
-            now = time.perf_counter()
+            now = time.monotonic()
             done += len(ids)
             for _, event_id in ids:
                 if event_id.startswith("gumroad-sale-"):
@@ -130,39 +132,78 @@ class Cell:
     elapsed: float
 
 
-async def load(url: str, seller_id: str, tag: str, seconds: float, rate: float | None) -> Cell:
-    """Offer `rate` pings/s (None: saturate with 32 connections) for `seconds`."""
+async def _read_status(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    if length:
+        await reader.readexactly(length)
+    return int(head[9:12])
+
+
+async def _load(url: str, seller_id: str, tag: str, seconds: float, rate: float | None) -> Cell:
+    """Offer `rate` pings/s over 64 keep-alive connections (None: saturate 32 connections) for `seconds`.
+
+    Raw HTTP/1.1 keeps the client's own cost small; at a fixed rate, latency counts from when the ping was
+    due, so a generator that falls behind cannot hide queueing (no coordinated omission).
+    """
+    target = httpx.URL(url)
+    head = (f"POST {target.raw_path.decode()} HTTP/1.1\r\nHost: {target.host}\r\n"
+            f"Content-Type: {FORM['Content-Type']}\r\n")
     sent: dict[str, float] = {}
     acked: dict[str, float] = {}
+    begin = time.monotonic()
+    due_numbers: asyncio.Queue[int | None] = asyncio.Queue()
     counter = iter(range(10**9))
-    begin = time.perf_counter()
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-        async def one(number: int) -> None:
-            sale_id = f"{tag}-{number:07d}"
-            body = ping(seller_id, sale_id, number)
-            sent[sale_id] = time.perf_counter()
-            answer = await client.post(url, content=body, headers=FORM)
-            if answer.status_code == 200:
-                acked[sale_id] = time.perf_counter()
 
-        if rate is None:
-            async def lane() -> None:
-                while time.perf_counter() - begin < seconds:
-                    await one(next(counter))
-            await asyncio.gather(*(lane() for _ in range(32)))
-        else:
-            tasks = []
-            for number in range(int(rate * seconds)):
-                if time.perf_counter() - begin > seconds:
-                    break  # the generator fell behind: what was really offered is reported
-                due = begin + number / rate
-                delay = due - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(one(number)))
-            await asyncio.gather(*tasks)
-    return Cell(sent, acked, time.perf_counter() - begin)
+    async def lane() -> None:
+        reader, writer = await asyncio.open_connection(target.host, target.port)
+        try:
+            while True:
+                if rate is None:
+                    number: int | None = next(counter)
+                    if time.monotonic() - begin >= seconds:
+                        return
+                    due = time.monotonic()
+                else:
+                    number = await due_numbers.get()
+                    if number is None:
+                        return
+                    due = begin + number / rate
+                sale_id = f"{tag}-{number:07d}"
+                body = ping(seller_id, sale_id, number)
+                sent[sale_id] = due
+                writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+                if await _read_status(reader) == 200:
+                    acked[sale_id] = time.monotonic()
+        finally:
+            writer.close()
+
+    lanes = 32 if rate is None else 64
+    tasks = [asyncio.create_task(lane()) for _ in range(lanes)]
+    if rate is not None:
+        for number in range(int(rate * seconds)):
+            delay = begin + number / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            due_numbers.put_nowait(number)
+        for _ in tasks:
+            due_numbers.put_nowait(None)
+    await asyncio.gather(*tasks)
+    return Cell(sent, acked, time.monotonic() - begin)
+
+
+def run_load(url: str, seller_id: str, tag: str, seconds: float, rate: float | None) -> Cell:
+    return asyncio.run(_load(url, seller_id, tag, seconds, rate))
+
+
+def load(url: str, seller_id: str, tag: str, seconds: float, rate: float | None) -> Cell:
+    """The load runs in its own process so its CPU stays apart from the sandboxes' (CLOCK_MONOTONIC is shared)."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(run_load, url, seller_id, tag, seconds, rate).result()
 
 
 def pct(values: list[float], q: float) -> float:
@@ -173,8 +214,8 @@ def pct(values: list[float], q: float) -> float:
 
 
 def report(name: str, cell: Cell, watcher: Watcher, drain_seconds: float) -> None:
-    deadline = time.perf_counter() + drain_seconds
-    while time.perf_counter() < deadline and not all(s in watcher.seen for s in cell.acked):
+    deadline = time.monotonic() + drain_seconds
+    while time.monotonic() < deadline and not all(s in watcher.seen for s in cell.acked):
         time.sleep(0.05)
     delivered = [s for s in cell.acked if s in watcher.seen]
     e2e = [watcher.seen[s] - cell.sent[s] for s in delivered]
@@ -198,21 +239,15 @@ def run_engine(engine: str, procs: int, args: argparse.Namespace) -> None:
                                              stdout=log, stderr=log, cwd=ROOT))
             children.extend(subprocess.Popen([sys.executable, "-m", "snapbridge", "worker"], env=env, stdout=log,
                                              stderr=log, cwd=ROOT) for _ in range(procs - 1))
-            deadline = time.monotonic() + 30
-            while True:
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-                if time.monotonic() > deadline:
-                    raise SystemExit("serve did not start")
-                time.sleep(0.05)
+            wait_for_port(port)
             watcher = Watcher(boxes)
             print(f"{engine}, {procs} worker process(es):")
             seller = boxes.gumroad.seller_id
-            warm = asyncio.run(load(hook, seller, "warm", 1.0, 100))  # every customer's first purchase
-            report("warm-up (100/s, 1 s)", warm, watcher, 20)
-            fixed = asyncio.run(load(hook, seller, "fixed", args.seconds, args.rate))
+            warm = load(hook, seller, "warm", CUSTOMERS / 200, 200)  # every customer's first purchase
+            report("warm-up (200/s)", warm, watcher, 30)
+            fixed = load(hook, seller, "fixed", args.seconds, args.rate)
             report(f"fixed {args.rate:.0f}/s", fixed, watcher, 20)
-            saturated = asyncio.run(load(hook, seller, "sat", args.seconds, None))
+            saturated = load(hook, seller, "sat", args.seconds, None)
             report("saturation (32 conns)", saturated, watcher, 25)
             watcher.stop.set()
             for child in children:
@@ -226,15 +261,110 @@ def run_engine(engine: str, procs: int, args: argparse.Namespace) -> None:
         boxes.stop()
 
 
+def _drained(url: str, query: str, deadline: float) -> tuple[float, float] | None:
+    """Poll `query` (a count) every 20 ms; (when it first went below its start, when it reached 0)."""
+    engine = open_engine(url)
+    try:
+        first: float | None = None
+        start_count: int | None = None
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                left = int(conn.execute(sa.text(query)).scalar() or 0)
+            now = time.monotonic()
+            if start_count is None:
+                start_count = left
+            elif first is None and left < start_count:
+                first = now
+            if left == 0:
+                return (first or now), now
+            time.sleep(0.02)
+        return None
+    finally:
+        engine.dispose()
+
+
+def run_stages(engine: str, args: argparse.Namespace) -> None:
+    """Each stage alone on a backlog: receive N pings (serve --no-workers), derive them, then deliver the
+    jobs with one `snapbridge worker`; the slowest stage caps the end-to-end rate."""
+    boxes = start_sandboxes(seed=5, time_factor=0.01)
+    home = Path(tempfile.mkdtemp(prefix=f"sb-stages-{engine}-"))
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        with database(engine, home, args.pg_admin_url) as url:
+            env, port, hook, _company = prepare(boxes, home, url)
+            log = (home / "serve.log").open("ab")
+            children.append(subprocess.Popen([sys.executable, "-m", "snapbridge", "serve", "--no-pollers",
+                                              "--no-workers"], env=env, stdout=log, stderr=log, cwd=ROOT))
+            wait_for_port(port)
+            seller = boxes.gumroad.seller_id
+            warm = load(hook, seller, "swarm", CUSTOMERS / 200, 200)  # first purchases: locations etc.
+            _drained(url, "SELECT count(*) FROM inbound_events WHERE status = 'received'", time.monotonic() + 60)
+            children.append(subprocess.Popen([sys.executable, "-m", "snapbridge", "worker"], env=env,
+                                             stdout=log, stderr=log, cwd=ROOT))
+            _drained(url, "SELECT count(*) FROM jobs WHERE status IN ('queued', 'leased')", time.monotonic() + 120)
+            children.pop().send_signal(signal.SIGTERM)
+            print(f"{engine}, stages on a backlog ({len(warm.acked)} first purchases before):")
+            cell = load(hook, seller, "stage", args.seconds, None)
+            received = len(cell.acked)
+            span = max(cell.acked.values()) - min(cell.sent.values())
+            print(f"  receive  {received:6d} pings   {received / span:7.0f}/s   (serve --no-workers, 32 connections)")
+            derived = _drained(url, "SELECT count(*) FROM inbound_events WHERE status = 'received'",
+                               time.monotonic() + 300)
+            if derived:
+                took = derived[1] - min(cell.sent.values())
+                print(f"  derive   {received:6d} events  {received / took:7.0f}/s   (until the last is derived)")
+            jobs = _count(url, "SELECT count(*) FROM jobs WHERE status IN ('queued', 'leased')")
+            begin = time.monotonic()
+            children.append(subprocess.Popen([sys.executable, "-m", "snapbridge", "worker"], env=env,
+                                             stdout=log, stderr=log, cwd=ROOT))
+            delivered = _drained(url, "SELECT count(*) FROM jobs WHERE status IN ('queued', 'leased')",
+                                 time.monotonic() + 300)
+            if delivered:
+                print(f"  deliver  {jobs:6d} jobs    {jobs / (delivered[1] - begin):7.0f}/s   "
+                      f"(one `snapbridge worker`, from its start, incl. ~1 s of process start)")
+            for child in children:
+                child.send_signal(signal.SIGTERM)
+            for child in children:
+                child.wait(timeout=30)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+        boxes.stop()
+
+
+def _count(url: str, query: str) -> int:
+    engine = open_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text(query)).scalar() or 0)
+    finally:
+        engine.dispose()
+
+
+def wait_for_port(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit("serve did not start")
+        time.sleep(0.05)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engines", default="sqlite,postgresql")
     parser.add_argument("--workers", default="1,2", help="worker processes (2+ only on PostgreSQL)")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--stages", action="store_true", help="only time each stage alone on a backlog")
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
     for engine in args.engines.split(","):
+        if args.stages:
+            run_stages(engine, args)
+            continue
         for procs in (int(p) for p in args.workers.split(",")):
             if procs > 1 and engine == "sqlite":
                 continue  # SQLite: workers run within one process

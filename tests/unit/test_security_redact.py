@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from snapbridge.security import (
     is_sensitive_name,
     redact_headers,
     redact_json,
+    redact_json_text,
     redact_text,
     redact_url,
 )
@@ -206,3 +208,14 @@ def test_redaction_stays_linear_on_hostile_input(hostile: str) -> None:
     redact_text(hostile)
     # A quadratic pattern takes tens of seconds on these; a linear one well under a second.
     assert time.perf_counter() - started < 2.0
+
+
+def test_json_text_redacts_keys_values_and_patterns_in_one_pass() -> None:
+    secret = "sk_live_" + "q" * 24
+    value = {"api_key": "plain-but-keyed", "note": f"sent with {secret}", "nested": [{"auth": "Bearer abc.def"},
+             {"url": "https://user:pw@host/x?access_token=zzz"}], "password": None, "count": 3}
+    text = redact_json_text(value, [secret])
+    assert json.loads(text)["count"] == 3
+    assert json.loads(text)["password"] is None  # "no password was sent" stays visible
+    for leaked in ("plain-but-keyed", secret, "abc.def", "pw@", "zzz"):
+        assert leaked not in text, leaked

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -36,7 +35,7 @@ from snapbridge.errors import DeliveryError, InvalidInput, Permanent, Retryable,
 from snapbridge.http import RateLimitState, create_client
 from snapbridge.runtime.jobplan import job_plan
 from snapbridge.runtime.local_actions import SegmentChangedHook, run_local_action
-from snapbridge.security import Secret, Vault, redact_json, redact_text
+from snapbridge.security import Secret, Vault, redact_json_text, redact_text
 from snapbridge.store import ClaimedJob, ConnectionRecord, ConnectionStore, Store
 from snapbridge.workflows import DEFAULT_SEGMENTS, LOCAL_ACTIONS, SegmentRule, resolve_step
 
@@ -354,10 +353,9 @@ def _cut(text: str, limit: int = EXCERPT_CHARS) -> str:
 
 def _json_excerpt(value: object, secrets: Sequence[Secret | str] = ()) -> str:
     try:
-        text = json.dumps(redact_json(value, secrets), ensure_ascii=False, separators=(",", ":"), default=str)
+        return _cut(redact_json_text(value, secrets))
     except (TypeError, ValueError):
-        text = repr(value)
-    return _cut(redact_text(text, secrets))
+        return _cut(redact_text(repr(value), secrets))
 
 
 def _request_excerpt(op: Operation, params: Mapping[str, object], key: str | None,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -40,6 +40,7 @@ from snapbridge.errors import InvalidInput, Retryable, SnapbridgeError, WebhookR
 from snapbridge.runtime.derive import (
     Derivation,
     Inbound,
+    ProfileState,
     derive,
     parse_inbound,
     state_from_record,
@@ -49,6 +50,7 @@ from snapbridge.runtime.derive import (
 from snapbridge.runtime.jobplan import PLAN_KEY, JobPlan, job_plan, pack_plan
 from snapbridge.store import (
     ClaimedJob,
+    EventMark,
     EventSource,
     EventStatus,
     InboundEvent,
@@ -330,30 +332,37 @@ class Deriver:
         """
         todo = [i for i in items if not i.waiting and i.reject is None and i.parsed is not None]
         keys = sorted({k for k in map(_key, todo) if k is not None})
-        seen = {k: self._store.get_profile(*k) for k in keys}
+        seen = self._store.get_profiles(keys)
         drafts = self._draft(todo, seen, workflows, now)
         counts = {"derived": 0, "ignored": 0, "rejected": 0, "waiting": 0, "runs": 0, "jobs": 0}
         with self._store.transaction() as tx:
             # Locked (PostgreSQL) and re-read: an event another deriver took meanwhile is not ours any more.
             live = {row.id for row in tx.pending_events(self._config.batch_size)}
             # Every profile of the pass locked in one order, so two derivers cannot deadlock on them.
-            fresh = {k: tx.get_profile(*k) for k in keys}
-            stale = {k for k in keys if fresh[k] != seen[k]}
+            fresh = tx.get_profiles(keys)
+            stale = {k for k in keys if fresh.get(k) != seen.get(k)}
             stale |= {k for i in todo if i.row.id not in live and (k := _key(i)) is not None}
             if stale:
                 again = [i for i in todo if i.row.id in live and _key(i) in stale]
                 drafts.update(self._draft(again, fresh, workflows, now))
-            saved: dict[Key, Profile | None] = dict(fresh)
+            outbox = _Outbox(now=now)
             for item in items:
                 if item.row.id not in live:
                     continue
                 if item.waiting:
                     counts["waiting"] += 1
                 elif item.reject is not None or item.parsed is None:
-                    tx.mark_event(item.row.id, EventStatus.REJECTED, item.reject or "unreadable", now=now)
+                    outbox.marks.append(EventMark(item.row.id, EventStatus.REJECTED, item.reject or "unreadable"))
                     counts["rejected"] += 1
                 else:
-                    self._apply(tx, item, drafts[item.row.id], saved, now, counts)
+                    self._apply(outbox, item, drafts[item.row.id], counts)
+            # One statement per kind for the whole pass: each customer's last state, the runs, their jobs (in
+            # event order, so one customer's jobs keep the order of their events), the marks.
+            for key in sorted(outbox.states):
+                tx.save_profile(state_to_record(outbox.states[key], connection=key[0], now=now,
+                                                base=fresh.get(key)))
+            counts["runs"], counts["jobs"] = self._flush(tx, outbox, now)
+            tx.mark_events(outbox.marks, now=now)
         return DeriveReport(**counts)
 
     def _draft(self, items: Sequence[_Item], records: Mapping[Key, Profile | None], workflows: Sequence[Workflow],
@@ -378,51 +387,36 @@ class Deriver:
             drafts[item.row.id] = _Draft(key, result, plans, profile=profile)
         return drafts
 
-    def _apply(self, tx: Tx, item: _Item, draft: _Draft, saved: dict[Key, Profile | None], now: datetime,
-               counts: dict[str, int]) -> None:
+    def _apply(self, outbox: _Outbox, item: _Item, draft: _Draft, counts: dict[str, int]) -> None:
         row = item.row
         result = draft.result
         if draft.error is not None or result is None:
-            tx.mark_event(row.id, EventStatus.REJECTED, draft.error or "cannot derive", now=now)
+            outbox.marks.append(EventMark(row.id, EventStatus.REJECTED, draft.error or "cannot derive"))
             counts["rejected"] += 1
             return
         if draft.key is not None and result.state is not None:
-            record = state_to_record(result.state, connection=draft.key[0], now=now, base=saved.get(draft.key))
-            saved[draft.key] = replace(record, id=tx.save_profile(record))
+            outbox.states[draft.key] = result.state  # the customer's last state in this pass is saved
         gumroad = row.connection if isinstance(item.parsed, GumroadEvent) else self._config.profile_connection
         target = _Target(item.profile_connection, gumroad, result.email)
-        runs, jobs, notes = self._enqueue(tx, draft.plans, target, inbound_event_id=row.id, now=now,
-                                          profile=draft.profile)
-        counts["runs"] += runs
-        counts["jobs"] += jobs
+        notes = outbox.add_plans(draft.plans, target, inbound_event_id=row.id, profile=draft.profile)
         status = EventStatus.IGNORED if result.ignored else EventStatus.DERIVED
         if status is EventStatus.DERIVED:
             notes.insert(0, ", ".join(e.type for e in result.events) or "no domain events")
         elif result.note:
             notes.insert(0, result.note)
-        tx.mark_event(row.id, status, "; ".join(notes)[:2000], now=now)
+        outbox.marks.append(EventMark(row.id, status, "; ".join(notes)[:2000]))
         counts[status.value] += 1
 
-    def _enqueue(self, tx: Tx, plans: Sequence[tuple[Plan, Event]], target: _Target, *,
-                 inbound_event_id: int | None, now: datetime, profile: CustomerProfile | None
-                 ) -> tuple[int, int, list[str]]:
-        """Create a run per plan and queue its steps; (runs, new jobs, notes on plans that failed)."""
-        runs = jobs = 0
-        notes: list[str] = []
-        for plan, event in plans:
-            if plan.error is not None:
-                notes.append(plan.error)
-                log.error("action=plan_failed event=%s workflow=%s error=%s", inbound_event_id, plan.workflow,
-                          plan.error)
-                continue
-            run_id = tx.create_run(NewRun(
-                workflow_name=plan.workflow, inbound_event_id=inbound_event_id, event_type=event.type,
-                customer_key=target.email or plan.steps[0].ordering_key, created_at=now,
-            ))
-            added = tx.enqueue([self._job(run_id, step, event, target, profile) for step in plan.steps], now=now)
-            runs += 1
-            jobs += sum(1 for r in added if not r.duplicate)
-        return runs, jobs, notes
+    def _flush(self, tx: Tx, outbox: _Outbox, now: datetime) -> tuple[int, int]:
+        """Create the outbox's runs and queue their steps; (runs, new jobs)."""
+        if not outbox.runs:
+            return 0, 0
+        run_ids = tx.create_runs([run for run, _ in outbox.runs])
+        new_jobs = [self._job(run_id, step, event, target, profile)
+                    for run_id, (_, steps) in zip(run_ids, outbox.runs, strict=True)
+                    for step, event, target, profile in steps]
+        added = tx.enqueue(new_jobs, now=now)
+        return len(run_ids), sum(1 for r in added if not r.duplicate)
 
     def _job(self, run_id: int, step: PlannedStep, event: Event, target: _Target,
              profile: CustomerProfile | None) -> NewJob:
@@ -458,7 +452,39 @@ class Deriver:
         target = _Target(job.connection, self._config.profile_connection, event.customer.email)
         # No in-process wake-up here: the transaction is the worker's and has not committed yet; the worker
         # that ran the step claims again when it is done (PostgreSQL's NOTIFY goes out with the commit).
-        self._enqueue(tx, plans, target, inbound_event_id=None, now=self._clock(), profile=profile)
+        now = self._clock()
+        outbox = _Outbox(now=now)
+        outbox.add_plans(plans, target, inbound_event_id=None, profile=profile)
+        self._flush(tx, outbox, now)
+
+
+_PlannedJob = tuple[PlannedStep, Event, "_Target", CustomerProfile | None]
+
+
+@dataclass
+class _Outbox:
+    """What one pass will write, gathered so that each kind goes to the store in one statement."""
+
+    now: datetime | None = None
+    states: dict[Key, ProfileState] = field(default_factory=dict)
+    runs: list[tuple[NewRun, list[_PlannedJob]]] = field(default_factory=list)
+    marks: list[EventMark] = field(default_factory=list)
+
+    def add_plans(self, plans: Sequence[tuple[Plan, Event]], target: _Target, *, inbound_event_id: int | None,
+                  profile: CustomerProfile | None) -> list[str]:
+        """A run per plan with its steps; the notes of plans that failed."""
+        notes: list[str] = []
+        for plan, event in plans:
+            if plan.error is not None:
+                notes.append(plan.error)
+                log.error("action=plan_failed event=%s workflow=%s error=%s", inbound_event_id, plan.workflow,
+                          plan.error)
+                continue
+            run = NewRun(workflow_name=plan.workflow, inbound_event_id=inbound_event_id, event_type=event.type,
+                         customer_key=target.email or plan.steps[0].ordering_key,
+                         created_at=self.now or datetime.now(UTC))
+            self.runs.append((run, [(step, event, target, profile) for step in plan.steps]))
+        return notes
 
 
 @dataclass(frozen=True)

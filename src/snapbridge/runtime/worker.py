@@ -36,8 +36,19 @@ from snapbridge.errors import Retryable, StoreUnavailable
 from snapbridge.runtime.actions import MAX_BATCH_EVENTS, ActionRunner, Outcome, is_batchable
 from snapbridge.runtime.limiter import Limiter
 from snapbridge.runtime.retry import BASE_DELAY, DEFAULT_HORIZON, MAX_DELAY, GiveUp, decide
+from snapbridge.runtime.settler import Settler
 from snapbridge.security import redact_text
-from snapbridge.store import AttemptRecord, ClaimedJob, Store, UsageSample
+from snapbridge.store import (
+    AttemptRecord,
+    ClaimedJob,
+    JobDead,
+    JobDone,
+    JobOutcome,
+    JobReleased,
+    JobRetry,
+    Store,
+    UsageSample,
+)
 
 __all__ = ["Worker", "WorkerConfig", "WorkerStats", "default_worker_name"]
 
@@ -125,6 +136,7 @@ class Worker:
         self._executor: ThreadPoolExecutor | None = None
         self._stop_requested = False
         self._listen_executor: ThreadPoolExecutor | None = None
+        self._settler: Settler | None = None
 
     @property
     def name(self) -> str:
@@ -156,6 +168,9 @@ class Worker:
             self._stopping.set()
         self._executor = ThreadPoolExecutor(self.config.concurrency + 4, thread_name_prefix=f"sb-{self.name}")
         self._listen_executor = ThreadPoolExecutor(1, thread_name_prefix=f"sb-listen-{self.name}")
+        self._settler = Settler(lambda outcomes: self._call(self.store.settle, outcomes),
+                                retry_delays=STORE_RETRY_DELAYS)
+        self._settler.start()
         listener = asyncio.create_task(self._listen()) if self.store.is_postgres else None
         log.info("action=worker.start worker=%s", self.name)
         try:
@@ -168,6 +183,7 @@ class Worker:
                 await self._idle()
         finally:
             await self._drain()
+            await self._settler.stop()
             if listener is not None:
                 listener.cancel()
                 await asyncio.gather(listener, return_exceptions=True)
@@ -272,7 +288,7 @@ class Worker:
         for task in pending:
             for job in tasks[task]:
                 # Fenced like every ending: a job that did finish (or was taken over) is left alone.
-                if await self._store_call(self.store.release, job):
+                if await self._settle_outcome(JobReleased(job)):
                     self.stats.released += 1
                     log.info("action=job.released job=%d worker=%s", job.id, self.name)
 
@@ -348,7 +364,7 @@ class Worker:
         settled.add(job.id)
         reason = f"waiting for the rate limit of {job.connection!r} until {until.isoformat()}"
         attempt = AttemptRecord(started_at=started_at, duration_ms=0.0, error=reason)
-        answer = await self._store_call(self.store.retry_later, job, at=until, attempt=attempt, error=reason)
+        answer = await self._settle_outcome(JobRetry(job, until, attempt, reason))
         if answer:
             self.stats.deferred += 1
             log.info("action=job.deferred job=%d connection=%s until=%s", job.id, job.connection,
@@ -387,7 +403,7 @@ class Worker:
         )
         fields = f"job={job.id} action={job.action} attempt={job.attempt} status={outcome.http_status}"
         if error is None:
-            answer = await self._store_call(self.store.complete, job, output=outcome.output, attempt=attempt)
+            answer = await self._settle_outcome(JobDone(job, outcome.output, attempt))
             if answer:
                 self.stats.succeeded += 1
                 log.info("action=job.succeeded %s replayed=%s ms=%.1f", fields, outcome.replayed,
@@ -401,16 +417,14 @@ class Worker:
                           first_attempt_at=first, base_delay=self.config.base_delay,
                           max_delay=self.config.max_delay)
         if isinstance(decision, GiveUp):
-            answer = await self._store_call(self.store.dead_letter, job, attempt=attempt,
-                                            reason=decision.reason)
+            answer = await self._settle_outcome(JobDead(job, attempt, decision.reason))
             if answer:
                 self.stats.dead += 1
                 log.warning("action=job.dead %s reason=%s", fields, decision.reason)
             else:
                 self._fenced(job, answer)
             return
-        answer = await self._store_call(self.store.retry_later, job, at=decision.at, attempt=attempt,
-                                        error=str(error))
+        answer = await self._settle_outcome(JobRetry(job, decision.at, attempt, str(error)))
         if answer:
             self.stats.retried += 1
             log.info("action=job.retry %s at=%s error=%s", fields, decision.at.isoformat(), error)
@@ -436,19 +450,10 @@ class Worker:
         log.warning("action=job.fenced job=%d worker=%s lease_token=%d: another worker holds the job now; "
                     "this ending was dropped", job.id, self.name, job.lease_token)
 
-    async def _store_call(self, call: Callable[..., bool], *args: Any, **kwargs: Any) -> bool | None:
-        """A store write, tried again briefly when the database is busy: its answer (False: fenced), or None
-        when it never went through."""
-        for delay in (*STORE_RETRY_DELAYS, None):
-            try:
-                return bool(await self._call(call, *args, **kwargs))
-            except StoreUnavailable as exc:
-                if delay is None:
-                    # The lease runs out and another claim redoes the job with the same idempotency key.
-                    log.error("action=worker.store_failed worker=%s error=%s", self.name, exc)
-                    return None
-                await asyncio.sleep(delay)
-        return None
+    async def _settle_outcome(self, outcome: JobOutcome) -> bool | None:
+        """End a job through the settler (its answer: False when fenced, None when the store never answered)."""
+        assert self._settler is not None
+        return await self._settler.settle(outcome)
 
     async def _flush_usage(self, *, force: bool = False) -> None:
         loop = asyncio.get_running_loop()

@@ -20,6 +20,7 @@ from snapbridge.security.redact import (
     is_sensitive_name,
     redact_headers,
     redact_json,
+    redact_json_text,
     redact_text,
     redact_url,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "new_session_token",
     "redact_headers",
     "redact_json",
+    "redact_json_text",
     "redact_text",
     "redact_url",
     "token_digest",

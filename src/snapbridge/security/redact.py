@@ -8,6 +8,8 @@ token is not.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import re
 import threading
@@ -22,6 +24,7 @@ __all__ = [
     "is_sensitive_name",
     "redact_headers",
     "redact_json",
+    "redact_json_text",
     "redact_text",
     "redact_url",
 ]
@@ -66,6 +69,7 @@ _COOKIE_LINE = re.compile(r"(?im)\b(set-cookie|cookie)([ \t]*:[ \t]*)[^\r\n]+")
 _KEEP_LITERALS = frozenset({"null", "true", "false", "none"})
 
 
+@functools.lru_cache(maxsize=4096)  # the same few dozen keys, asked for every value of every excerpt
 def is_sensitive_name(name: str) -> bool:
     """True for parameter, header and JSON key names that hold credentials (token, api_key, password, …)."""
     flat = re.sub(r"[^a-z0-9]", "", name.lower())
@@ -174,11 +178,21 @@ def redact_json(value: object, secrets: Iterable[Secret | str] = ()) -> object:
     return _redact_json(value, known)
 
 
-def _redact_json(value: object, known: list[Secret | str]) -> object:
+def redact_json_text(value: object, secrets: Iterable[Secret | str] = ()) -> str:
+    """`value` as compact JSON text, redacted like `redact_json` but with ONE text pass over the whole
+    document instead of one per string (the same patterns match inside the JSON text: an excerpt of a
+    large batch body costs a few regex scans, not thousands)."""
+    known = list(secrets)
+    text = json.dumps(_redact_json(value, known, strings=False), ensure_ascii=False, separators=(",", ":"),
+                      default=str)
+    return redact_text(text, known)
+
+
+def _redact_json(value: object, known: list[Secret | str], *, strings: bool = True) -> object:
     if isinstance(value, Secret):
         return REDACTED
     if isinstance(value, str):
-        return redact_text(value, known)
+        return redact_text(value, known) if strings else value
     if isinstance(value, Mapping):
         result: dict[object, object] = {}
         for key, item in value.items():
@@ -186,10 +200,10 @@ def _redact_json(value: object, known: list[Secret | str]) -> object:
                 # None stays None: "no password was sent" is worth seeing and reveals nothing.
                 result[key] = REDACTED
             else:
-                result[key] = _redact_json(item, known)
+                result[key] = _redact_json(item, known, strings=strings)
         return result
     if isinstance(value, list | tuple):
-        return [_redact_json(item, known) for item in value]
+        return [_redact_json(item, known, strings=strings) for item in value]
     return value
 
 

@@ -84,8 +84,10 @@ _RUNS_RUNNING = (
 _RUN_INFO = sa.select(runs.c.id, runs.c.workflow_name, runs.c.inbound_event_id).where(
     runs.c.id.in_(sa.bindparam("b_runs", expanding=True))
 )
-_OUTPUTS = sa.select(jobs.c.run_id, jobs.c.step_index, jobs.c.step_id, jobs.c.output).where(
-    jobs.c.run_id.in_(sa.bindparam("b_runs", expanding=True)), jobs.c.status == JobStatus.SUCCEEDED.value
+# By run only, the status checked in Python: with `status = 'succeeded'` in the WHERE, SQLite without
+# statistics walks the status index — every succeeded job ever — instead of the few rows of these runs.
+_OUTPUTS = sa.select(jobs.c.run_id, jobs.c.step_index, jobs.c.step_id, jobs.c.status, jobs.c.output).where(
+    jobs.c.run_id.in_(sa.bindparam("b_runs", expanding=True))
 )
 _CREATE_RUNS = per_dialect(
     lambda insert: insert(runs)
@@ -218,6 +220,8 @@ def claim(
     outputs: dict[int, list[tuple[int, str, object]]] = {}
     if later:
         for row in conn.execute(_OUTPUTS, {"b_runs": later}):
+            if row.status != JobStatus.SUCCEEDED.value:
+                continue
             step = (int(row.step_index), str(row.step_id), row.output)
             outputs.setdefault(int(row.run_id), []).append(step)
     return [_claimed(row, run_info[row.run_id], outputs.get(row.run_id, [])) for row in rows]
