@@ -35,6 +35,7 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
+from rawhttp import read_status, stop_children
 
 from snapbridge.sandbox import Sandboxes, bind_socket, start_sandboxes
 from snapbridge.sandbox.gumroad import encode_form
@@ -132,18 +133,6 @@ class Cell:
     elapsed: float
 
 
-async def _read_status(reader: asyncio.StreamReader) -> int:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    if length:
-        await reader.readexactly(length)
-    return int(head[9:12])
-
-
 async def _load(url: str, seller_id: str, tag: str, seconds: float, rate: float | None) -> Cell:
     """Offer `rate` pings/s over 64 keep-alive connections (None: saturate 32 connections) for `seconds`.
 
@@ -177,7 +166,7 @@ async def _load(url: str, seller_id: str, tag: str, seconds: float, rate: float 
                 body = ping(seller_id, sale_id, number)
                 sent[sale_id] = due
                 writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
-                if await _read_status(reader) == 200:
+                if await read_status(reader) == 200:
                     acked[sale_id] = time.monotonic()
         finally:
             writer.close()
@@ -250,14 +239,9 @@ def run_engine(engine: str, procs: int, args: argparse.Namespace) -> None:
             saturated = load(hook, seller, "sat", args.seconds, None)
             report("saturation (32 conns)", saturated, watcher, 25)
             watcher.stop.set()
-            for child in children:
-                child.send_signal(signal.SIGTERM)
-            for child in children:
-                child.wait(timeout=30)
+            stop_children(children)
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
+        stop_children(children, graceful=False)
         boxes.stop()
 
 
@@ -320,16 +304,12 @@ def run_stages(engine: str, args: argparse.Namespace) -> None:
             delivered = _drained(url, "SELECT count(*) FROM jobs WHERE status IN ('queued', 'leased')",
                                  time.monotonic() + 300)
             if delivered:
-                print(f"  deliver  {jobs:6d} jobs    {jobs / (delivered[1] - begin):7.0f}/s   "
-                      f"(one `snapbridge worker`, from its start, incl. ~1 s of process start)")
-            for child in children:
-                child.send_signal(signal.SIGTERM)
-            for child in children:
-                child.wait(timeout=30)
+                print(f"  deliver  {jobs:6d} jobs    {jobs / (delivered[1] - delivered[0]):7.0f}/s   "
+                      f"(one `snapbridge worker`, from its first job done; "
+                      f"{delivered[1] - begin:.1f} s from its start)")
+            stop_children(children)
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
+        stop_children(children, graceful=False)
         boxes.stop()
 
 

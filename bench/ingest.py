@@ -31,6 +31,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from rawhttp import read_status
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -99,19 +100,6 @@ def _request_factory(cell: Cell) -> Callable[[int], bytes]:
     return {"gumroad": gumroad, "snapshots": snapshots, "noop": noop}[cell.kind]
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head[9:12])
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    if length:
-        await reader.readexactly(length)
-    return status
-
-
 async def _drive(cell: Cell) -> Measured:
     make = _request_factory(cell)
     counter = iter(range(10**9))
@@ -130,7 +118,7 @@ async def _drive(cell: Cell) -> Measured:
                 if sent >= deadline:
                     return
                 writer.write(request)
-                status = await _read_response(reader)
+                status = await read_status(reader)
                 done = time.perf_counter()
                 if sent >= warm_until:
                     latencies.append(done - sent)

@@ -485,11 +485,11 @@ class RacingStore(Store):
     race: Callable[[Store], None] | None = None
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
+    def transaction(self, *, relaxed: bool = False) -> Iterator[Tx]:
         race, self.race = self.race, None
         if race is not None:
             race(self)
-        with super().transaction() as tx:
+        with super().transaction(relaxed=relaxed) as tx:
             yield tx
 
 

@@ -181,6 +181,31 @@ async def test_refunds_seen_by_the_poller_are_keyed_as_their_webhooks(store: Sto
     assert {f"gumroad:sale:{sale['sale_id']}", refund_rows[0].dedupe_key} <= keys
 
 
+async def test_a_partial_refund_and_the_final_one_are_two_refunds_by_webhook_or_poll(
+    store: Store, gumroad: Gumroad, private_gumroad: GumroadClient
+) -> None:
+    sale, sale_rows = gumroad.emit("first_purchase", product_id="brushes")
+    store.insert_events(sale_rows)
+    _, partial_rows = gumroad.emit("refund", sale_id=sale["sale_id"], amount_cents=100)
+    # The poll sees the partial refund first: the ping that comes after it is the same event.
+    poller = GumroadSalesPoller(store, private_gumroad, connection=CONNECTION)
+    await poller.poll_once()
+    assert [r.duplicate for r in store.insert_events(partial_rows)] == [True]
+    _, final_rows = gumroad.emit("refund", sale_id=sale["sale_id"])  # the rest: now refunded in full
+    assert [r.duplicate for r in store.insert_events(final_rows)] == [False]
+    assert (await poller.poll_once()).inserted == 0  # and the poll that comes after it finds nothing new
+
+    def refunds() -> list[InboundEvent]:  # the window holds other sales' refunds too
+        return [e for e in all_events(store) if e.kind == "refund" and e.payload["sale_id"] == sale["sale_id"]]
+
+    assert [e.dedupe_key for e in refunds()] == [f"gumroad:refund:{sale['sale_id']}:partial",
+                                                 f"gumroad:refund:{sale['sale_id']}"]
+    assert [e.source for e in refunds()] == [EventSource.POLLER, EventSource.GUMROAD]
+    await Deriver(store, Access(private_gumroad)).run_once()
+    derived = [(e.status, e.note.split(",")[0].split(";")[0]) for e in refunds()]
+    assert derived == [(EventStatus.DERIVED, "refund")] * 2  # a refund event each
+
+
 async def test_snapshots_locations_poller(store: Store, snapshots: SnapshotsClient) -> None:
     poller = SnapshotsLocationsPoller(store, snapshots, connection="snapshots")
     await poller.poll_once()

@@ -3,8 +3,11 @@ webhooks, and each sender's own retries after an outage (503 for Gumroad, 429 fo
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -12,12 +15,17 @@ import pytest
 from sqlalchemy.engine import Engine
 from test_receiver_support import Served, serve, wait_for, write_lock
 
-from snapbridge.runtime import ReceiverLimits
+from snapbridge.connectors.snapshots import LocationChanges, LocationCreate, SnapshotsClient
+from snapbridge.http import create_client
+from snapbridge.runtime import ReceiverLimits, SnapshotsLocationsPoller
 from snapbridge.sandbox import Sandboxes
 from snapbridge.sandbox.gumroad import Delivery
+from snapbridge.security import Secret
+from snapbridge.store import EventSource, Store
 
 SECRET = "sandbox-ping-token-0123456789_abcdefghijk"
 QUICK_COMMIT = ReceiverLimits(commit_timeout_seconds=0.3)  # answer 503/429 fast while a lock holds the store
+LOOPBACK = ("127.0.0.1",)
 
 
 @pytest.fixture
@@ -163,9 +171,60 @@ def test_snapshots_webhooks_land_in_the_store(
         # Each delivery is its own task in the sender, so the two may arrive in either order.
         rows = {r.kind: r for r in served.rows()}
     assert sorted(rows) == ["LocationCreate", "LocationUpdate"]
-    assert {r.dedupe_key for r in rows.values()} == {f"snapshots:webhook:{d.webhook_id}" for d in sent}
+    # Keyed by the location state each shows (its id and updated_at), as the locations poller keys it.
+    assert {r.dedupe_key for r in rows.values()} == {location_key(d.body) for d in sent}
     updated = rows["LocationUpdate"]
     assert updated.payload["name"] == "Receiver — Bodø" and updated.connection == "snapshots-sandbox"
+
+
+def location_key(body: bytes) -> str:
+    fields = json.loads(body)
+    version = datetime.fromisoformat(fields["updated_at"].replace("Z", "+00:00")).isoformat()
+    return f"snapshots:location:{fields['location_id']}:{version}"
+
+
+async def test_a_location_change_seen_by_webhook_and_by_poll_is_one_event(
+    sandboxes: Sandboxes, snapshots_hooks: None, migrated: Engine, tmp_path: Path
+) -> None:
+    snapshots = sandboxes.snapshots
+    store = Store(migrated)
+    unique = uuid.uuid4().hex[:12]  # the Snapshots sandbox is shared by the whole session
+    async with create_client(sandboxes.snapshots_url, allowed_hosts=LOOPBACK) as api, \
+            httpx.AsyncClient(timeout=10) as poster:
+        client = SnapshotsClient(api, Secret(snapshots.keys()[0].key), base_url=sandboxes.snapshots_url)
+        poller = SnapshotsLocationsPoller(store, client, connection="snapshots-sandbox")
+        with serve_for(sandboxes, migrated, tmp_path) as served:
+            # The sandbox signs and sends each webhook to a path that answers 404 (so it is not retried); the
+            # test hands that exact signed body to the receiver when it wants, before or after the poll.
+            snapshots.subscribe(f"{served.url}/not-a-hook-{unique}")
+
+            async def deliver(kind: str) -> tuple[bytes, bool]:
+                sent = wait_for(lambda: [d for d in snapshots.webhook_deliveries()
+                                         if d.type == kind and json.loads(d.body)["location_id"] == location_id],
+                                what=f"the {kind} webhook")
+                answer = await poster.post(served.snapshots_url, content=sent[0].body,
+                                           headers=dict(sent[0].headers))
+                assert answer.status_code == 200, answer.text
+                return sent[0].body, bool(answer.json()["duplicate"])
+
+            created = await client.create_location(
+                LocationCreate(name="Both ways — Narvik", timezone="Europe/Oslo"),
+                idempotency_key=f"test-both-ways-create-{unique}")
+            location_id = created.location_id
+            create_body, duplicate = await deliver("LocationCreate")  # the webhook first, then the poll
+            assert not duplicate
+            await poller.poll_once()
+            await client.update_location(location_id, LocationChanges(tier="gold"),
+                                         idempotency_key=f"test-both-ways-update-{unique}")
+            await poller.poll_once()  # the poll first, then the webhook
+            update_body, duplicate = await deliver("LocationUpdate")
+            assert duplicate
+            _, replayed = await deliver("LocationUpdate")  # a replay of the same webhook is a duplicate too
+            assert replayed
+    rows = [r for r in Store(migrated).pending_events(100_000) if r.payload.get("location_id") == location_id]
+    assert [(r.kind, r.source) for r in rows] == [("LocationCreate", EventSource.SNAPSHOTS),
+                                                  ("LocationUpdate", EventSource.POLLER)]
+    assert [r.dedupe_key for r in rows] == [location_key(create_body), location_key(update_body)]
 
 
 def test_snapshots_retries_after_a_429_and_the_event_lands_once(

@@ -13,6 +13,11 @@ from snapbridge.store import (
     AttemptOutcome,
     AttemptRecord,
     ClaimedJob,
+    JobDead,
+    JobDone,
+    JobOutcome,
+    JobReleased,
+    JobRetry,
     JobStatus,
     NewJob,
     NewRun,
@@ -134,6 +139,57 @@ def test_fencing_a_stale_worker_changes_nothing(store: Store) -> None:
     assert detail.run.status is RunStatus.SUCCEEDED and detail.steps[0].output == {"fresh": True}
     outcomes = [a.outcome for a in detail.steps[0].attempt_log]
     assert outcomes == [AttemptOutcome.FENCED] * 3 + [AttemptOutcome.SUCCEEDED]
+
+
+def _ending(kind: str, job: ClaimedJob) -> JobOutcome:
+    if kind == "done":
+        return JobDone(job, {"customer": {"id": "c_1"}, "tags": ("a", "b")}, _attempt())
+    if kind == "retry":
+        return JobRetry(job, T0 + timedelta(seconds=90, microseconds=123), _attempt(status=503), "HTTP 503")
+    if kind == "dead":
+        return JobDead(job, _attempt(status=404), "NotFound: customer c_9")
+    return JobReleased(job)
+
+
+@pytest.mark.parametrize("kind", ["done", "retry", "dead", "released"])
+def test_an_ending_sent_again_after_its_commit_is_applied_once_not_fenced(store: Store, kind: str) -> None:
+    # The first settle committed but its answer was lost (say the database went away right after COMMIT); the
+    # caller sends the same outcome again.
+    run_id, (job_id,) = _run(store, "k")
+    (job,) = _claim(store)
+    ending = _ending(kind, job)
+    assert store.settle([ending], now=T0) == [True]
+    after = _job_row(store, job_id)
+    runs_after = store.run_detail(run_id)
+    assert store.settle([ending], now=T0 + timedelta(seconds=5)) == [True]
+    assert _job_row(store, job_id) == after  # nothing written the second time
+    detail = store.run_detail(run_id)
+    assert detail is not None and runs_after is not None and detail.run == runs_after.run
+    attempts = [a.outcome for a in detail.steps[0].attempt_log]
+    expected = {"done": [AttemptOutcome.SUCCEEDED], "retry": [AttemptOutcome.RETRY],
+                "dead": [AttemptOutcome.DEAD], "released": []}
+    assert attempts == expected[kind]  # the attempt is recorded once
+
+
+def test_an_ending_sent_again_after_another_worker_took_the_job_stays_fenced(store: Store) -> None:
+    _, (job_id,) = _run(store, "k")
+    (mine,) = _claim(store, "w1")
+    retry = JobRetry(mine, T0 + timedelta(seconds=1), _attempt(status=503), "HTTP 503")
+    assert store.settle([retry], now=T0) == [True]
+    (theirs,) = _claim(store, "w2", at=T0 + timedelta(seconds=1))
+    assert store.complete(theirs, output={"theirs": True}, attempt=_attempt())
+    assert store.settle([retry], now=T0 + timedelta(seconds=2)) == [False]
+    row = _job_row(store, job_id)
+    assert (row["status"], row["lease_token"], row["output"]) == ("succeeded", theirs.lease_token, {"theirs": True})
+
+
+def test_a_different_ending_for_an_already_ended_lease_is_fenced(store: Store) -> None:
+    _, (job_id,) = _run(store, "k")
+    (job,) = _claim(store)
+    assert store.settle([JobDone(job, {"id": 1}, _attempt())], now=T0) == [True]
+    assert store.settle([JobDone(job, {"id": 2}, _attempt())], now=T0) == [False]
+    assert store.settle([JobDead(job, _attempt(), "bad")], now=T0) == [False]
+    assert _job_row(store, job_id)["output"] == {"id": 1}
 
 
 def test_a_live_lease_is_not_taken_and_an_expired_one_is(store: Store) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from snapbridge.connectors.gumroad import Sale, parse_webhook
-from snapbridge.connectors.snapshots import Location
+from snapbridge.connectors.snapshots import Location, SnapshotsWebhookEvent
+from snapbridge.connectors.snapshots import parse_webhook as parse_snapshots_webhook
 from snapbridge.runtime import (
     derive,
     location_dedupe_key,
@@ -16,6 +18,7 @@ from snapbridge.runtime import (
     parse_inbound,
     sale_inbound_events,
     sale_payload,
+    snapshots_dedupe_key,
 )
 from snapbridge.store import EventSource
 
@@ -68,9 +71,23 @@ def test_a_polled_sale_derives_like_its_ping() -> None:
 def test_refunds_and_disputes_a_poll_sees(flags: dict[str, object], kinds: list[str]) -> None:
     events = sale_inbound_events(api_sale(**flags), connection="gumroad", now=NOW)
     assert [e.kind for e in events] == kinds
-    assert [e.dedupe_key for e in events] == [f"gumroad:{k}:FO8TXN-dbxYaBdahG97Y-Q==" for k in kinds]
+    partial = ":partial" if flags.get("partially_refunded") else ""
+    assert [e.dedupe_key for e in events] == [
+        f"gumroad:{k}:FO8TXN-dbxYaBdahG97Y-Q==" + (partial if k == "refund" else "") for k in kinds
+    ]
     for event in events:  # each reads back as the webhook of its kind
         parse_inbound(event.kind, event.payload)
+
+
+@pytest.mark.parametrize(("flags", "ping"), [
+    ({"partially_refunded": True}, "refund_partial.txt"),
+    ({"refunded": True}, "refund.txt"),
+])
+def test_a_polled_refund_has_the_key_of_the_ping_for_the_same_refund_state(flags: dict[str, object],
+                                                                           ping: str) -> None:
+    body = (PING.parent / ping).read_bytes().strip()
+    [_, refund] = sale_inbound_events(api_sale(**flags), connection="gumroad", now=NOW)
+    assert refund.dedupe_key == parse_webhook(body, "application/x-www-form-urlencoded").dedupe_key
 
 
 def test_a_full_refund_seen_by_a_poll_is_full() -> None:
@@ -97,6 +114,39 @@ def test_polled_locations_read_as_webhooks() -> None:
     assert new.dedupe_key != changed.dedupe_key
     derived = derive("3", parse_inbound(changed.kind, changed.payload), None, NOW, segments=())
     assert [e.type for e in derived.events] == ["location.updated"]
+
+
+def _webhook_of(kind: str, loc: Location, webhook_id: str) -> SnapshotsWebhookEvent:
+    """The signed-body side of a location: the API object's fields under the webhook envelope (contract)."""
+    fields = {"location_id": loc.location_id, "name": loc.name, "timezone": loc.timezone,
+              "external_id": loc.external_id, "tier": loc.tier,
+              "created_at": loc.created_at.isoformat() if loc.created_at else None,
+              "updated_at": loc.updated_at.isoformat() if loc.updated_at else None}
+    body = {"type": kind, "webhookId": webhook_id, "timestamp": NOW.isoformat(), "companyId": "comp-1", **fields}
+    return parse_snapshots_webhook(json.dumps(body).encode())
+
+
+def test_a_location_webhook_and_a_poll_of_the_same_state_share_a_key() -> None:
+    created = location()
+    updated = location(updated_at="2024-05-02T10:00:00.250Z", tier="platinum")
+    for kind, state in (("LocationCreate", created), ("LocationUpdate", updated)):
+        polled = location_inbound_event(state, connection="snapshots", now=NOW)
+        by_webhook = snapshots_dedupe_key(_webhook_of(kind, state, f"wh-{kind}"))
+        assert by_webhook == polled.dedupe_key == location_dedupe_key(state)
+        # The poll's payload, read back as a webhook, keys the same way too.
+        assert snapshots_dedupe_key(parse_snapshots_webhook(json.dumps(polled.payload).encode())) == by_webhook
+    # A replay (the same webhook again) keeps its key; the next state gets a new one.
+    assert snapshots_dedupe_key(_webhook_of("LocationUpdate", updated, "wh-1")) == \
+        snapshots_dedupe_key(_webhook_of("LocationUpdate", updated, "wh-1"))
+    assert location_dedupe_key(created) != location_dedupe_key(updated)
+
+
+def test_a_location_webhook_without_updated_at_and_a_customer_webhook_are_keyed_by_webhook_id() -> None:
+    unversioned = _webhook_of("LocationUpdate", location(updated_at=None), "wh-7")
+    assert snapshots_dedupe_key(unversioned) == "snapshots:webhook:wh-7"
+    customer = {"type": "CustomerUpdate", "webhookId": "wh-8", "timestamp": NOW.isoformat(),
+                "customer_id": "c-1", "email": "ada@example.com", "updated_at": "2024-05-01T10:00:00.000Z"}
+    assert snapshots_dedupe_key(parse_snapshots_webhook(json.dumps(customer).encode())) == "snapshots:webhook:wh-8"
 
 
 def test_two_updates_in_one_second_are_two_states() -> None:

@@ -81,6 +81,17 @@ def test_a_full_refund_derived_twice_counts_once() -> None:
     assert twice.state is None and once.profile.lifetime_value_cents == 2500
 
 
+def test_a_partial_refund_then_the_final_one_derive_two_refunds_and_take_the_value_off_once() -> None:
+    partial = run("refund", sale_fields("refund"), known(lifetime_value_cents=4000), inbound_id="8")
+    assert types(partial) == ["refund"] and partial.state is None  # the amount is unknown: the value stays
+    final = run("refund", sale_fields("refund", refunded="true"), known(lifetime_value_cents=4000),
+                inbound_id="9")
+    assert types(final) == ["refund"]
+    assert [e.id for e in (*partial.events, *final.events)] == ["8:refund", "9:refund"]
+    assert [e.model_dump()["full_refund"] for e in (*partial.events, *final.events)] == [False, True]
+    assert state_of(final.state).profile.lifetime_value_cents == 2500
+
+
 def test_refund_of_unknown_customer_makes_no_profile() -> None:
     assert run("refund", sale_fields("refund", refunded="true")).state is None
 

@@ -253,6 +253,16 @@ def test_retry_count_does_not_change_identity() -> None:
     assert dedupe_key(parse_webhook(body + b"&retry_count=3", FORM)) == dedupe_key(parse_webhook(body, FORM))
 
 
+def test_a_partial_refund_and_the_final_refund_of_one_sale_are_two_events() -> None:
+    partial, full = sale("refund_partial.txt"), sale("refund.txt")
+    assert partial.sale_id == full.sale_id
+    assert dedupe_key(partial) == "gumroad:refund:FO8TXN-dbxYaBdahG97Y-Q==:partial"
+    assert dedupe_key(full) == "gumroad:refund:FO8TXN-dbxYaBdahG97Y-Q=="
+    for name in ("refund_partial.txt", "refund.txt"):  # a redelivery is still the same refund
+        body = (DATA / name).read_bytes().strip()
+        assert dedupe_key(parse_webhook(body + b"&retry_count=1", FORM)) == dedupe_key(parse_webhook(body, FORM))
+
+
 def test_dedupe_key_does_not_come_from_the_body_bytes() -> None:
     body = (DATA / "cancellation.txt").read_bytes().strip()
     pairs = body.split(b"&")
@@ -266,7 +276,8 @@ def test_dedupe_key_does_not_come_from_the_body_bytes() -> None:
 
 def test_dedupe_keys_differ_between_resources_and_events() -> None:
     names = [
-        "sale.txt", "refund.txt", "dispute.txt", "dispute_won.txt", "test_ping.txt", "sale_minimal.txt",
+        "sale.txt", "refund.txt", "refund_partial.txt", "dispute.txt", "dispute_won.txt", "test_ping.txt",
+        "sale_minimal.txt",
         "cancellation.txt", "cancellation_payment_failure.txt", "subscription_updated.txt",
         "subscription_ended.txt", "subscription_restarted.txt",
     ]

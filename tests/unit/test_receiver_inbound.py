@@ -222,7 +222,11 @@ def test_recorded_snapshots_webhooks_become_rows(name: str) -> None:
     now = datetime.fromisoformat(sent["timestamp"]) + timedelta(seconds=3)
     made = ReceiverConfig.from_values(snapshots={"snap": meta["public_key"]})
     event, row = snapshots_inbound(made, body, meta["headers"], now=now)
-    assert row.dedupe_key == f"snapshots:webhook:{sent['webhookId']}"
+    if meta["type"] == "CustomerUpdate":
+        assert row.dedupe_key == f"snapshots:webhook:{sent['webhookId']}"
+    else:  # a location webhook is keyed by the state it shows, as the locations poller keys it
+        version = datetime.fromisoformat(sent["updated_at"]).isoformat()
+        assert row.dedupe_key == f"snapshots:location:{sent['location_id']}:{version}"
     assert (row.source, row.connection, row.kind) == (EventSource.SNAPSHOTS, "snap", meta["type"])
     assert row.payload == sent and event.webhook_id == sent["webhookId"]
 

@@ -219,3 +219,14 @@ def test_json_text_redacts_keys_values_and_patterns_in_one_pass() -> None:
     assert json.loads(text)["password"] is None  # "no password was sent" stays visible
     for leaked in ("plain-but-keyed", secret, "abc.def", "pw@", "zzz"):
         assert leaked not in text, leaked
+
+
+def test_json_text_kept_prefix_is_the_same_as_redacting_everything() -> None:
+    secret = "tok_" + "s" * 40
+    events = [{"event_id": f"e{i}", "note": f"Bearer {secret}" if i % 7 == 0 else "x", "api_key": "k" * 20}
+              for i in range(400)]
+    whole = redact_json_text({"events": events}, [secret])
+    kept = redact_json_text({"events": events}, [secret], keep=500)
+    assert len(kept) < len(whole)
+    assert kept[:500] == whole[:500]
+    assert secret not in kept and "k" * 20 not in kept

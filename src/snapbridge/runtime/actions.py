@@ -306,13 +306,16 @@ class ActionRunner:
             failed = Outcome(error=exc, http_status=_status(exc), request_excerpt=batch.request_excerpt,
                              response_excerpt=_excerpt_of(exc), elapsed_ms=_ms_since(started), sent=True)
             return [BatchMember(job, failed) for job, _ in batch.members]
-        whole = _success(result, batch.request_excerpt, (batch.credential,))
         by_id: dict[str, Mapping[str, object]] = {}
         for item in result.payload if isinstance(result.payload, list) else []:
             if isinstance(item, Mapping) and isinstance(item.get("event_id"), str):
                 by_id.setdefault(str(item["event_id"]), item)
-        return [BatchMember(job, _member_outcome(whole, batch, event, by_id.get(str(event.get("event_id")))))
-                for job, event in batch.members]
+        items = [by_id.get(str(event.get("event_id"))) for _, event in batch.members]
+        # The whole answer's excerpt is only shown for a member the answer has no result for: redacting a
+        # large batch body for nothing was a tenth of the worker's time.
+        whole = _success(result, batch.request_excerpt, (batch.credential,), excerpt=None in items)
+        return [BatchMember(job, _member_outcome(whole, batch, event, item))
+                for (job, event), item in zip(batch.members, items, strict=True)]
 
     def _run_local(self, job: ClaimedJob, params: Mapping[str, object]) -> dict[str, object]:
         with self._store.transaction() as tx:
@@ -353,7 +356,7 @@ def _cut(text: str, limit: int = EXCERPT_CHARS) -> str:
 
 def _json_excerpt(value: object, secrets: Sequence[Secret | str] = ()) -> str:
     try:
-        return _cut(redact_json_text(value, secrets))
+        return _cut(redact_json_text(value, secrets, keep=EXCERPT_CHARS))
     except (TypeError, ValueError):
         return _cut(redact_text(repr(value), secrets))
 
@@ -382,9 +385,11 @@ def _failed(job: ClaimedJob, error: BaseException, values: Mapping[str, object] 
                    request_excerpt=_cut(f"{job.action} " + _json_excerpt(shown)))
 
 
-def _success(result: ActionResult, request: str, secrets: Sequence[Secret | str]) -> Outcome:
+def _success(result: ActionResult, request: str, secrets: Sequence[Secret | str], *, excerpt: bool = True
+             ) -> Outcome:
     return Outcome(output=result.payload, http_status=result.status, request_excerpt=request,
-                   response_excerpt=_json_excerpt(result.body, secrets), rate_limit=result.rate_limit,
+                   response_excerpt=_json_excerpt(result.body, secrets) if excerpt else "",
+                   rate_limit=result.rate_limit,
                    elapsed_ms=result.elapsed_ms, replayed=result.replayed, sent=True)
 
 

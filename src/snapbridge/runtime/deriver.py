@@ -335,7 +335,8 @@ class Deriver:
         seen = self._store.get_profiles(keys)
         drafts = self._draft(todo, seen, workflows, now)
         counts = {"derived": 0, "ignored": 0, "rejected": 0, "waiting": 0, "runs": 0, "jobs": 0}
-        with self._store.transaction() as tx:
+        # Relaxed: a pass lost in a power cut leaves its events pending, derived again under the same keys.
+        with self._store.transaction(relaxed=True) as tx:
             # Locked (PostgreSQL) and re-read: an event another deriver took meanwhile is not ours any more.
             live = {row.id for row in tx.pending_events(self._config.batch_size)}
             # Every profile of the pass locked in one order, so two derivers cannot deadlock on them.

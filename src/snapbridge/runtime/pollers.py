@@ -8,7 +8,8 @@ events and moves the cursor in ONE transaction: a poll that fails, or crashes ha
 the cursor where it was, and the next poll stores the same events again, the duplicates recognised by key.
 
 Sales that show a refund or dispute also yield `refund` / `dispute` / `dispute_won` events under the keys those
-pings use, so the window heals missed refund and dispute webhooks too.
+pings use, so the window heals missed refund and dispute webhooks too. Locations are keyed by id and
+`updated_at`, as the receiver keys a location webhook.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from snapbridge.connectors.snapshots import SnapshotsClient, WebhookType
 from snapbridge.errors import InvalidInput, SnapbridgeError
 from snapbridge.runtime.actions import Connections
 from snapbridge.runtime.deriver import GumroadLink
+from snapbridge.runtime.receiver import location_dedupe_key
 from snapbridge.security import Secret
 from snapbridge.store import (
     ConnectionRecord,
@@ -118,15 +120,9 @@ def sale_inbound_events(sale: ApiSale, *, connection: str, now: datetime) -> lis
     return events
 
 
-def location_dedupe_key(location: ApiLocation) -> str:
-    """One key per state of a location (its id and update time); the receiver may key LocationUpdate alike."""
-    # Full precision: two updates within one second are two states.
-    version = location.updated_at.astimezone(UTC).isoformat() if location.updated_at else "unversioned"
-    return f"snapshots:location:{location.location_id}:{version}"
-
-
 def location_inbound_event(location: ApiLocation, *, connection: str, now: datetime) -> NewInboundEvent:
-    """A location read from the API as the webhook body the Snapshots API would have sent for it."""
+    """A location read from the API as the webhook body the Snapshots API would have sent for it, keyed as the
+    receiver keys that webhook (by the location's state), so whichever comes second is a duplicate."""
     created = location.updated_at is None or location.updated_at == location.created_at
     kind = WebhookType.LOCATION_CREATE if created else WebhookType.LOCATION_UPDATE
     key = location_dedupe_key(location)
@@ -136,8 +132,9 @@ def location_inbound_event(location: ApiLocation, *, connection: str, now: datet
         "timezone": location.timezone, "email": location.email, "region": location.region,
         "onboarding_status": location.onboarding_status.value if location.onboarding_status else None,
         "tier": location.tier, "snapshot_id": location.snapshot_id, "external_id": location.external_id,
-        "created_at": _stamp(location.created_at) if location.created_at else None,
-        "updated_at": _stamp(location.updated_at) if location.updated_at else None,
+        # Full precision, as the API sent them: the payload read back keys and derives as the location did.
+        "created_at": location.created_at.astimezone(UTC).isoformat() if location.created_at else None,
+        "updated_at": location.updated_at.astimezone(UTC).isoformat() if location.updated_at else None,
     }
     payload = {k: v for k, v in values.items() if v is not None}
     return NewInboundEvent(source=EventSource.POLLER, connection=connection, dedupe_key=key, kind=kind.value,

@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -17,6 +17,8 @@ from snapbridge.connectors.gumroad import GumroadEvent, SaleEvent, check_seller
 from snapbridge.connectors.gumroad import parse_webhook as parse_gumroad_webhook
 from snapbridge.connectors.snapshots import (
     MAX_FUTURE_SKEW,
+    CustomerUpdateEvent,
+    Location,
     SnapshotsWebhookEvent,
     check_freshness,
     check_signature,
@@ -37,6 +39,7 @@ __all__ = [
     "SnapshotsHook",
     "find_gumroad_hook",
     "gumroad_inbound",
+    "location_dedupe_key",
     "new_webhook_secret",
     "snapshots_dedupe_key",
     "snapshots_inbound",
@@ -164,7 +167,8 @@ def find_gumroad_hook(config: ReceiverConfig, token: str) -> GumroadHook | None:
 
 def _checked_key(key: str) -> str:
     if len(key) > MAX_DEDUPE_KEY_LENGTH:
-        raise InvalidInput(f"webhook id is too long ({len(key)} characters in its dedupe key)")
+        raise InvalidInput(f"an id in the webhook is too long ({len(key)} characters in its dedupe key, at "
+                           f"most {MAX_DEDUPE_KEY_LENGTH})")
     return key
 
 
@@ -196,9 +200,23 @@ def gumroad_inbound(
     return event, row
 
 
-def snapshots_dedupe_key(webhook_id: str) -> str:
-    """One key per webhook id, however often (and to whichever receiver) it is sent."""
-    return f"snapshots:webhook:{webhook_id}"
+def location_dedupe_key(location: Location) -> str:
+    """One key per state of a location (its id and update time), whether a webhook or a poll brought it."""
+    # Full precision: two updates within one second are two states.
+    version = location.updated_at.astimezone(UTC).isoformat() if location.updated_at else "unversioned"
+    return f"snapshots:location:{location.location_id}:{version}"
+
+
+def snapshots_dedupe_key(event: SnapshotsWebhookEvent) -> str:
+    """The same key however often (and to whichever receiver) a webhook is sent.
+
+    A location webhook carries the location's fields, `updated_at` among them, so it is keyed by the state it
+    shows, as the locations poller keys what it reads: one change seen both ways is one event. A customer
+    webhook, or a location one without `updated_at`, is keyed by its webhook id.
+    """
+    if isinstance(event, CustomerUpdateEvent) or event.location.updated_at is None:
+        return f"snapshots:webhook:{event.webhook_id}"
+    return location_dedupe_key(event.location)
 
 
 def snapshots_inbound(
@@ -207,9 +225,9 @@ def snapshots_inbound(
     """The verified Snapshots webhook and the row to store for it.
 
     WebhookRejected when no configured key verifies the signature, or the timestamp is stale or too far ahead;
-    InvalidInput when a correctly signed body is malformed. Replays are not refused here: the webhook id is
-    the dedupe key, checked inside the store transaction, so a commit that failed never makes its retry a
-    replay.
+    InvalidInput when a correctly signed body is malformed. Replays are not refused here: the dedupe key (the
+    location state, else the webhook id) is checked inside the store transaction, so a commit that failed
+    never makes its retry a replay.
     """
     hook = _verifying_hook(config.snapshots, body, headers)
     event = parse_snapshots_webhook(body)
@@ -219,7 +237,7 @@ def snapshots_inbound(
     row = NewInboundEvent(
         source=EventSource.SNAPSHOTS,
         connection=hook.connection,
-        dedupe_key=_checked_key(snapshots_dedupe_key(event.webhook_id)),
+        dedupe_key=_checked_key(snapshots_dedupe_key(event)),
         kind=event.type.value,
         received_at=now,
         payload=payload,

@@ -30,6 +30,8 @@ __all__ = [
 ]
 
 REDACTED = "****"
+# Longer than any credential we hold or a token pattern matches: see redact_json_text(keep=…).
+_CUT_MARGIN = 4096
 
 # A known secret shorter than this is not searched for: replacing "ab" everywhere would wreck every message,
 # and a value that short protects nothing anyway.
@@ -126,14 +128,24 @@ def _colon_pair(match: re.Match[str]) -> str:
 def redact_text(text: str, secrets: Iterable[Secret | str] = ()) -> str:
     """Text with known secret values and anything token-looking replaced by `****`."""
     text = _remove_known(text, _known_values(secrets))
-    text = _USERINFO.sub(rf"\1{REDACTED}@", text)
-    text = _COOKIE_LINE.sub(rf"\1\2{REDACTED}", text)
-    text = _BEARER.sub(rf"\1 {REDACTED}", text)
-    text = _JWT.sub(REDACTED, text)
-    text = _QUOTED_PAIR.sub(_quoted_pair, text)
-    text = _ESCAPED_PAIR.sub(_escaped_pair, text)
-    text = _PARAM.sub(_param, text)
-    return _COLON_PAIR.sub(_colon_pair, text)
+    # Each pattern runs only where the text holds its fixed part: most excerpts have no URL with user-info,
+    # no cookie, no bearer token and no JWT, and scanning for them was most of an excerpt's cost.
+    lower = text.lower()
+    if "://" in text:
+        text = _USERINFO.sub(rf"\1{REDACTED}@", text)
+    if "cookie" in lower:
+        text = _COOKIE_LINE.sub(rf"\1\2{REDACTED}", text)
+    if "bearer" in lower:
+        text = _BEARER.sub(rf"\1 {REDACTED}", text)
+    if "eyJ" in text:
+        text = _JWT.sub(REDACTED, text)
+    if "'" in text or '"' in text:
+        text = _QUOTED_PAIR.sub(_quoted_pair, text)
+    if '\\"' in text:
+        text = _ESCAPED_PAIR.sub(_escaped_pair, text)
+    if "=" in text:
+        text = _PARAM.sub(_param, text)
+    return _COLON_PAIR.sub(_colon_pair, text) if ":" in text else text
 
 
 def _redact_pairs(query: str) -> str:
@@ -178,13 +190,19 @@ def redact_json(value: object, secrets: Iterable[Secret | str] = ()) -> object:
     return _redact_json(value, known)
 
 
-def redact_json_text(value: object, secrets: Iterable[Secret | str] = ()) -> str:
+def redact_json_text(value: object, secrets: Iterable[Secret | str] = (), *, keep: int | None = None) -> str:
     """`value` as compact JSON text, redacted like `redact_json` but with ONE text pass over the whole
     document instead of one per string (the same patterns match inside the JSON text: an excerpt of a
-    large batch body costs a few regex scans, not thousands)."""
+    large batch body costs a few regex scans, not thousands).
+
+    `keep`: the caller shows only the first `keep` characters, so only those and a margin wider than any
+    credential are redacted (whatever a pattern needs to see of a value that starts in the shown part).
+    """
     known = list(secrets)
     text = json.dumps(_redact_json(value, known, strings=False), ensure_ascii=False, separators=(",", ":"),
                       default=str)
+    if keep is not None and len(text) > keep + _CUT_MARGIN:
+        text = text[:keep + _CUT_MARGIN]
     return redact_text(text, known)
 
 

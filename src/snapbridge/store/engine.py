@@ -12,10 +12,14 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from snapbridge.errors import InvalidInput, StoreUnavailable
 
-__all__ = ["IMMEDIATE", "is_sqlite", "open_engine", "take_over_sqlite_transactions"]
+__all__ = ["IMMEDIATE", "RELAXED", "is_sqlite", "open_engine", "take_over_sqlite_transactions"]
 
 # Execution option for transactions that read, then write: on SQLite their BEGIN takes the write lock at once.
 IMMEDIATE = "snapbridge_begin_immediate"
+# A write whose loss in a power cut (not a process crash) is harmless, because what it records is redone
+# under the same idempotency keys: SQLite commits it with synchronous=NORMAL (no fsync). The next FULL
+# commit (an inbound event's) fsyncs the log up to and including it, so the file stays a prefix in order.
+RELAXED = "snapbridge_relaxed_sync"
 
 
 def _normalise(url: str) -> str:
@@ -48,7 +52,13 @@ def _sqlite_begin(conn: Connection) -> None:
     dbapi = conn.connection.dbapi_connection
     if dbapi is not None and dbapi.isolation_level is not None:
         dbapi.isolation_level = None  # a connection opened before take_over_sqlite_transactions ran
-    immediate = bool(conn.get_execution_options().get(IMMEDIATE, False))
+    options = conn.get_execution_options()
+    level = "NORMAL" if options.get(RELAXED, False) else "FULL"
+    info = conn.connection.info
+    if info.get("synchronous", "FULL") != level:  # may only change outside a transaction, so here
+        conn.exec_driver_sql(f"PRAGMA synchronous={level}")
+        info["synchronous"] = level
+    immediate = bool(options.get(IMMEDIATE, False))
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 

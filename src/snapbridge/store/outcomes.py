@@ -1,11 +1,14 @@
 """How leased jobs end (done, retry later, dead letter, released), in batches; how dead letters are replayed.
 
 Every ending is fenced: it applies only while the job is still leased with the caller's token, so a worker
-whose lease expired and was taken over changes nothing but the attempt log (outcome `fenced`).
+whose lease expired and was taken over changes nothing but the attempt log (outcome `fenced`). An ending that
+is already in place with the caller's token (its commit went through but the reply was lost, and the caller
+tried again) is answered as applied, and changes nothing, not even the attempt log.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -25,7 +28,7 @@ from snapbridge.store.models import (
     RunStatus,
 )
 from snapbridge.store.notify import notify_jobs
-from snapbridge.store.rows import JSON, WHEN, json_dict, param, utc
+from snapbridge.store.rows import JSON, WHEN, aware, json_dict, param, utc
 from snapbridge.store.schema import attempts, jobs, runs
 
 __all__ = ["lookup", "reference_path", "replay", "settle"]
@@ -36,6 +39,10 @@ _HELD = (
     .order_by(jobs.c.id)  # rows locked in one order by everyone: two batches cannot deadlock
     .with_for_update()
 )
+# The jobs an ending did not find leased: read back to tell an ending already applied from a taken-over lease.
+_ENDED = sa.select(
+    jobs.c.id, jobs.c.lease_token, jobs.c.status, jobs.c.output, jobs.c.last_error, jobs.c.next_attempt_at
+).where(jobs.c.id.in_(sa.bindparam("b_ids", expanding=True)))
 _FENCE = jobs.update().where(
     jobs.c.id == param("id"), jobs.c.lease_token == param("token"), jobs.c.status == JobStatus.LEASED.value
 )
@@ -91,18 +98,27 @@ def lookup(value: object, path: Sequence[str]) -> object:
 def settle(conn: Connection, outcomes: Sequence[JobOutcome], now: datetime) -> list[bool]:
     """Apply each outcome in the caller's one transaction, a few statements for the whole batch.
 
-    An outcome whose job is no longer leased with its token is fenced (False): only its attempt is logged.
+    An outcome whose job is no longer leased with its token is fenced (False): only its attempt is logged. One
+    whose job already shows exactly this ending under its token (a retry after a commit whose reply was lost)
+    is True and writes nothing more.
     """
     now = utc(now)
     ids = sorted({o.job.id for o in outcomes})
     # Locked here, so no claim can move a token on between this check and the updates below.
     held = {row.id: row.lease_token for row in conn.execute(_HELD, {"b_ids": ids})} if ids else {}
+    unheld = sorted(set(ids) - set(held))
+    ended_rows: dict[int, Mapping[str, object]] = (
+        {int(row.id): row._asdict() for row in conn.execute(_ENDED, {"b_ids": unheld})} if unheld else {}
+    )
     applied: list[bool] = []
+    again: list[bool] = []  # already applied by an earlier call: answered True, nothing written
     for outcome in outcomes:
         ok = held.get(outcome.job.id) == outcome.job.lease_token
         held.pop(outcome.job.id, None)  # a job listed twice ends once
-        applied.append(ok)
-    ended = [(o, ok) for o, ok in zip(outcomes, applied, strict=True)]
+        done_before = not ok and _already_ended(ended_rows.pop(outcome.job.id, None), outcome)
+        applied.append(ok or done_before)
+        again.append(done_before)
+    ended = [(o, ok) for o, ok, before in zip(outcomes, applied, again, strict=True) if not before]
     _update_jobs(conn, [o for o, ok in ended if ok], now)
     tries = [_attempt_row(o, ok) for o, ok in ended if not isinstance(o, JobReleased)]
     if tries:
@@ -122,6 +138,31 @@ def settle(conn: Connection, outcomes: Sequence[JobOutcome], now: datetime) -> l
     if any(ok and not isinstance(o, JobRetry) for o, ok in ended):
         notify_jobs(conn)  # a key's next job may be claimable now, by a worker in another process
     return applied
+
+
+def _already_ended(row: Mapping[str, object] | None, outcome: JobOutcome) -> bool:
+    """Whether the job's row is exactly what this outcome writes, under the outcome's own lease token.
+
+    Each claim moves the token on, so a row holding ours was ended by our lease and nobody else; another
+    worker's claim (a different token) keeps the outcome fenced.
+    """
+    if row is None or row["lease_token"] != outcome.job.lease_token:
+        return False
+    status = row["status"]
+    if isinstance(outcome, JobDone):
+        return status == JobStatus.SUCCEEDED.value and row["output"] == _as_stored(outcome.output)
+    if isinstance(outcome, JobRetry):
+        due = row["next_attempt_at"]
+        return (status == JobStatus.QUEUED.value and row["last_error"] == outcome.error
+                and isinstance(due, datetime) and aware(due) == utc(outcome.at))
+    if isinstance(outcome, JobDead):
+        return status == JobStatus.DEAD.value and row["last_error"] == outcome.reason
+    return status == JobStatus.QUEUED.value  # released: back in the queue, untried
+
+
+def _as_stored(value: object) -> object:
+    # What a JSON column gives back for `value` (tuples come back as lists, keys as strings).
+    return json.loads(json.dumps(value))
 
 
 def _update_jobs(conn: Connection, outcomes: Sequence[JobOutcome], now: datetime) -> None:

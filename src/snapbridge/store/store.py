@@ -19,7 +19,7 @@ from snapbridge.errors import StoreUnavailable
 from snapbridge.store import buckets, events, jobs, profiles, retention, usage
 from snapbridge.store import outcomes as outcomes_
 from snapbridge.store import runs as history
-from snapbridge.store.engine import IMMEDIATE, take_over_sqlite_transactions
+from snapbridge.store.engine import IMMEDIATE, RELAXED, take_over_sqlite_transactions
 from snapbridge.store.models import (
     AttemptRecord,
     BucketState,
@@ -153,6 +153,7 @@ class Store:
         self.engine = engine
         self.is_postgres = engine.dialect.name == "postgresql"
         self._writer = engine.execution_options(**{IMMEDIATE: True})
+        self._relaxed_writer = engine.execution_options(**{IMMEDIATE: True, RELAXED: True})
         self._clock = clock
         self._listener = JobListener(engine) if self.is_postgres else None
         # SQLite has one writer at a time and its busy handler polls with sleeps, which lets a busy thread
@@ -164,7 +165,7 @@ class Store:
         self._write_wait = write_wait
 
     @contextmanager
-    def _write(self, what: str) -> Iterator[Connection]:
+    def _write(self, what: str, *, relaxed: bool = False) -> Iterator[Connection]:
         if getattr(self._writing, "active", False):
             # A second write transaction on this thread would wait for the first forever (SQLite) or commit
             # apart from it (PostgreSQL): a bug in the caller, who should use the Tx it holds.
@@ -175,7 +176,7 @@ class Store:
             raise StoreUnavailable(f"cannot {what}: {held}")
         self._writing.active = True
         try:
-            with self._writer.begin() as conn:
+            with (self._relaxed_writer if relaxed else self._writer).begin() as conn:
                 yield conn
         except SQLAlchemyError as exc:
             raise unavailable(what, exc) from exc
@@ -193,9 +194,13 @@ class Store:
             raise unavailable(what, exc) from exc
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        """One write transaction: committed when the block ends, rolled back if it raises."""
-        with self._write("commit the transaction") as conn:
+    def transaction(self, *, relaxed: bool = False) -> Iterator[Tx]:
+        """One write transaction: committed when the block ends, rolled back if it raises.
+
+        `relaxed`: what it writes may be lost in a power cut (never in a process crash) because it is redone
+        under the same keys: SQLite then skips the fsync (engine.RELAXED). Inbound events are never relaxed.
+        """
+        with self._write("commit the transaction", relaxed=relaxed) as conn:
             yield Tx(conn, self._clock)
 
     def close(self) -> None:
@@ -264,13 +269,13 @@ class Store:
 
     def claim(self, worker: str, *, limit: int, lease_seconds: float,
               now: datetime | None = None) -> list[ClaimedJob]:
-        with self._write("claim jobs") as conn:
+        with self._write("claim jobs", relaxed=True) as conn:  # a lost claim: the job is simply claimable
             return jobs.claim(conn, worker, limit=limit, lease_seconds=lease_seconds,
                               now=now or self._clock())
 
     def settle(self, outcomes: Sequence[JobOutcome], *, now: datetime | None = None) -> list[bool]:
         """End many leased jobs in ONE transaction (one commit); each False where its lease was taken over."""
-        with self._write("record job outcomes") as conn:
+        with self._write("record job outcomes", relaxed=True) as conn:  # lost: redone under its key
             return outcomes_.settle(conn, outcomes, now or self._clock())
 
     def complete(self, job: ClaimedJob, *, output: object, attempt: AttemptRecord,
@@ -377,7 +382,7 @@ class Store:
 
     def record_usage_batch(self, samples: Sequence[UsageSample]) -> None:
         """Many requests' usage in one transaction (workers may buffer and flush)."""
-        with self._write("record usage") as conn:
+        with self._write("record usage", relaxed=True) as conn:
             usage.record_usage(conn, samples)
 
     def usage(self, connection: str | None, since: datetime) -> list[UsageWindow]:

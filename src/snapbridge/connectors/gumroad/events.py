@@ -136,7 +136,13 @@ class SaleEvent:
         # Reference §7: (resource_name, sale_id). The settings-page test ping repeats the latest real sale, so
         # it gets its own namespace rather than being swallowed as a duplicate of that sale.
         name = self.resource_name.value if self.resource_name is not None else "test_ping"
-        return f"gumroad:{name}:{self.sale_id}"
+        key = f"gumroad:{name}:{self.sale_id}"
+        # One sale can ping `refund` several times. The ping has no amount or refund id, only `refunded` (true
+        # once refunded in full; §5.2), so a partial refund and the final one are two keys, as a poll sees them.
+        # Two partial refunds send identical pings: only the API's refundable amount could tell them apart.
+        if self.resource_name is ResourceName.REFUND and not self.refunded:
+            return f"{key}:partial"
+        return key
 
     @classmethod
     def from_reader(cls, r: Reader, resource_name: ResourceName | None, retry_count: int) -> SaleEvent:

@@ -1,0 +1,31 @@
+"""Which SQLite writes wait for the disk: inbound events always (FULL); relaxed ones (claims, outcomes, the
+deriver's pass) skip the fsync, since what they record is redone under the same keys if a power cut loses it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+
+from snapbridge.store import EventSource, NewInboundEvent, Store
+
+FULL, NORMAL = 2, 1  # PRAGMA synchronous values
+
+
+def _level(store: Store, *, relaxed: bool) -> int:
+    with store.transaction(relaxed=relaxed) as tx:
+        return int(tx._conn.exec_driver_sql("PRAGMA synchronous").scalar_one())
+
+
+def test_relaxed_transactions_skip_the_fsync_and_the_rest_keep_it(store: Store) -> None:
+    if store.is_postgres:
+        pytest.skip("PostgreSQL commits the same way for every transaction")
+    assert _level(store, relaxed=True) == NORMAL
+    assert _level(store, relaxed=False) == FULL  # the pooled connection is set back, not left relaxed
+    assert _level(store, relaxed=True) == NORMAL
+    row = NewInboundEvent(EventSource.GUMROAD, "gumroad", "k-durable", "sale", {"a": 1}, datetime.now(UTC))
+    store.insert_events([row])  # the inbound path after a relaxed write on the same connection
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("PRAGMA synchronous")).scalar_one() == FULL
+        assert conn.execute(sa.text("SELECT count(*) FROM inbound_events")).scalar_one() == 1
