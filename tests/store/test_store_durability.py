@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import pytest
 import sqlalchemy as sa
 
 from snapbridge.store import EventSource, NewInboundEvent, Store
@@ -18,9 +17,16 @@ def _level(store: Store, *, relaxed: bool) -> int:
         return int(tx._conn.exec_driver_sql("PRAGMA synchronous").scalar_one())
 
 
+def _pg_sync(store: Store, *, relaxed: bool) -> str:
+    with store.transaction(relaxed=relaxed) as tx:
+        return str(tx._conn.exec_driver_sql("SHOW synchronous_commit").scalar_one())
+
+
 def test_relaxed_transactions_skip_the_fsync_and_the_rest_keep_it(store: Store) -> None:
     if store.is_postgres:
-        pytest.skip("PostgreSQL commits the same way for every transaction")
+        assert _pg_sync(store, relaxed=True) == "off"
+        assert _pg_sync(store, relaxed=False) == "on"  # SET LOCAL: gone with its transaction
+        return
     assert _level(store, relaxed=True) == NORMAL
     assert _level(store, relaxed=False) == FULL  # the pooled connection is set back, not left relaxed
     assert _level(store, relaxed=True) == NORMAL
