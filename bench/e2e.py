@@ -26,8 +26,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,7 +33,7 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
-from rawhttp import read_status, stop_children
+from common import database, read_status, stop_children
 
 from snapbridge.sandbox import Sandboxes, bind_socket, start_sandboxes
 from snapbridge.sandbox.gumroad import encode_form
@@ -45,23 +43,6 @@ ROOT = Path(__file__).resolve().parents[1]
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 CUSTOMERS = 1000
 START = datetime(2024, 3, 10, tzinfo=UTC)
-
-
-@contextlib.contextmanager
-def database(engine: str, home: Path, admin_url: str) -> Iterator[str]:
-    if engine == "sqlite":
-        yield f"sqlite:///{home / 'snapbridge.db'}"
-        return
-    name = f"sb_bench_{uuid.uuid4().hex[:12]}"
-    admin = open_engine(admin_url).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def cli(env: dict[str, str], *args: str) -> str:

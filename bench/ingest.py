@@ -29,9 +29,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
+from common import read_status
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from rawhttp import read_status
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.requests import Request

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
-from snapbridge.sandbox import Sandboxes
+from snapbridge.sandbox import Sandboxes, ServerThread
 from snapbridge.sandbox.gumroad import GumroadSandbox
 from snapbridge.sandbox.gumroad.models import Sale
 
@@ -67,6 +68,39 @@ def test_walking_every_page_lists_each_sale_once_newest_first(
     assert ids == [s.id for s in _expected(sandbox)]
     stamps = [s["created_at"] for s in listed]
     assert stamps == sorted(stamps, reverse=True)
+
+
+def test_paging_through_thousands_of_sales_lists_each_listed_sale_once_newest_first() -> None:
+    """3,000 new sales in a sandbox of its own, dozens sharing each created_at and some not listed."""
+    start = datetime(2024, 3, 1, tzinfo=UTC)
+    ticks = itertools.count()
+    # Every 25 sales share one created_at, three hours after the previous 25: about 15 days in all.
+    sandbox = GumroadSandbox(
+        seed=41, time_factor=0.001, clock=lambda: start + timedelta(hours=3 * (next(ticks) // 25))
+    )
+    for i in range(3_000):
+        if i % 100 == 7:
+            sandbox.emit("test_purchase")  # never listed
+        elif i % 100 == 53:
+            sandbox.emit("gift_purchase", {"email": f"gifter{i}@example.net"})  # the giftee's sale is not listed
+        else:
+            sandbox.emit("first_purchase", {"email": f"paging{i}@example.net"})
+    expected = _expected(sandbox)
+    assert len({s.created_at for s in expected}) < len(expected) / 10  # ties straddle page boundaries
+    server = ServerThread(sandbox.app, "127.0.0.1", 0).start()
+    headers = {"Authorization": f"Bearer {sandbox.access_token}"}
+    try:
+        with httpx.Client(base_url=server.base_url, headers=headers, timeout=10) as client:
+            walked = [s["id"] for page in _walk(client, "/v2/sales") for s in page["sales"]]
+            after, before = start.date() + timedelta(days=3), start.date() + timedelta(days=9)
+            window = _walk(client, "/v2/sales", {"after": after.isoformat(), "before": before.isoformat()})
+    finally:
+        server.stop()
+    assert len(walked) > 3_000
+    assert walked == [s.id for s in expected]
+    in_window = [s.id for s in expected if after <= s.created_at.date() < before]
+    assert len(in_window) > 500
+    assert [s["id"] for page in window for s in page["sales"]] == in_window
 
 
 def test_test_and_gift_receiver_purchases_are_not_listed_but_can_be_fetched(

@@ -71,8 +71,24 @@ def error_for_response(
     secrets: Iterable[Secret | str] = (),
 ) -> DeliveryError | None:
     """The error this answer means, or None when it is a success envelope."""
+    return _error_for(status, headers, content, _json_object(content), operation=operation, scopes=scopes,
+                      now=now, secrets=secrets)
+
+
+def _error_for(
+    status: int,
+    headers: Mapping[str, str],
+    content: bytes,
+    body: dict[str, object] | None,
+    *,
+    operation: str,
+    scopes: tuple[str, ...],
+    now: datetime,
+    secrets: Iterable[Secret | str],
+) -> DeliveryError | None:
+    if 200 <= status < 300 and body is not None and body.get("success") is True:
+        return None  # the common case: no message to read, no excerpt to redact
     known = list(secrets)
-    body = _json_object(content)
     said = _message(body)
     message = redact_text(said, known) if said else None
     common = _Context(
@@ -127,12 +143,11 @@ def decode_response(
     secrets: Iterable[Secret | str] = (),
 ) -> dict[str, object]:
     """The success envelope as a dict; raises the matching DeliveryError for every other answer."""
-    error = error_for_response(
-        status, headers, content, operation=operation, scopes=scopes, now=now, secrets=secrets
-    )
+    body = _json_object(content)  # parsed once, for the verdict and the result
+    error = _error_for(status, headers, content, body, operation=operation, scopes=scopes, now=now,
+                       secrets=secrets)
     if error is not None:
         raise error
-    body = _json_object(content)
     if body is None:  # unreachable: no error means a JSON object with success:true
         raise Permanent("Gumroad's answer is not a JSON object", operation=operation, status=status)
     return body

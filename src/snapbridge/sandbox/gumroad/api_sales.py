@@ -7,14 +7,16 @@ order in which parameters are checked.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
+from itertools import islice
 
 from starlette.responses import Response
 
 from snapbridge.sandbox.gumroad.commerce import apply_refund
 from snapbridge.sandbox.gumroad.ids import InvalidPageKey, looks_like_external_id
 from snapbridge.sandbox.gumroad.models import Sale, WebhookEvent
-from snapbridge.sandbox.gumroad.pagination import Page, apply_cursor, paginate
+from snapbridge.sandbox.gumroad.pagination import Cursor, Page, apply_cursor, paginate, read_cursor
 from snapbridge.sandbox.gumroad.protocol import ApiContext, error_400, fail, ok, ruby_to_i
 from snapbridge.sandbox.gumroad.render import sale_json, subscriber_json
 
@@ -79,35 +81,39 @@ def list_sales(ctx: ApiContext) -> Response:
             return error_400("Invalid order ID.")
         order_id = int(order_raw)
 
-    rows = ctx.state.listed_sales()
-    if after is not None:
-        rows = [s for s in rows if s.created_at >= _midnight(after)]
-    if before is not None:
-        rows = [s for s in rows if s.created_at < _midnight(before)]
-    if email is not None:
-        rows = [s for s in rows if s.buyer.email == email.strip()]
-    if name is not None:
-        rows = [s for s in rows if name.strip().lower() in (s.buyer.full_name or "").lower()]
-    if license_key is not None:
-        rows = [s for s in rows if _license_serial(ctx, s) == license_key.strip().upper()]
-    if product_id is not None:
-        rows = [s for s in rows if s.product_id == product_id]
-    if order_id is not None:
-        rows = [s for s in rows if s.order_id == order_id]
-
-    if raw_page is not None:  # the deprecated offset path
-        start = (page_number - 1) * SALES_PER_PAGE
-        rows = rows[start:]
-    elif params.present("page_key"):
+    cursor: Cursor | None = None
+    page_key = params.present("page_key")
+    if raw_page is None and page_key:  # the deprecated `page` wins over a page_key
         try:
-            rows = apply_cursor(
-                rows, params.present("page_key") or "", created_at=lambda s: s.created_at, pk=lambda s: s.pk,
-                resolve=lambda n: _sale_pk(ctx, n),
-            )
+            cursor = read_cursor(page_key, lambda n: _sale_pk(ctx, n))
         except InvalidPageKey:
             return error_400("Invalid page_key.")
+
+    # Walk newest first from the cursor and the date bounds, filtering as it goes; stop one row past the page.
+    rows: Iterable[Sale] = ctx.state.walk_listed_sales(
+        up_to=cursor.moment if cursor else None,
+        before=_midnight(before) if before is not None else None,
+        since=_midnight(after) if after is not None else None,
+    )
+    checks: list[Callable[[Sale], bool]] = []
+    if cursor is not None:
+        checks.append(lambda s: s.pk < cursor.last_pk)
+    if email is not None:
+        checks.append(lambda s: s.buyer.email == email.strip())
+    if name is not None:
+        checks.append(lambda s: name.strip().lower() in (s.buyer.full_name or "").lower())
+    if license_key is not None:
+        checks.append(lambda s: _license_serial(ctx, s) == license_key.strip().upper())
+    if product_id is not None:
+        checks.append(lambda s: s.product_id == product_id)
+    if order_id is not None:
+        checks.append(lambda s: s.order_id == order_id)
+    rows = (s for s in rows if all(check(s) for check in checks))
+    if raw_page is not None:  # the deprecated offset path
+        rows = islice(rows, (page_number - 1) * SALES_PER_PAGE, None)
     page: Page[Sale] = paginate(
-        rows, SALES_PER_PAGE, created_at=lambda s: s.created_at, numeric_id=lambda s: s.order_id
+        list(islice(rows, SALES_PER_PAGE + 1)), SALES_PER_PAGE,
+        created_at=lambda s: s.created_at, numeric_id=lambda s: s.order_id,
     )
     body = {"sales": [sale_json(ctx.state, s) for s in page.rows]}
     return ok({**body, **page.links(ctx.request.url.path, ctx.request.url.query)})

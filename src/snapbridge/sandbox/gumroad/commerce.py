@@ -151,7 +151,7 @@ def record_sale(state: SandboxState, purchase: Purchase) -> Sale:
             sale.license_id = license_.id
             if purchase.subscription is not None:
                 purchase.subscription.license_key = license_.serial
-    state.sales[sale.id] = sale
+    state.add_sale(sale)
     if purchase.subscription is not None and purchase.state is not SaleState.FAILED:
         purchase.subscription.purchase_ids.append(sale.id)
     return sale

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, quote
 
 from snapbridge.sandbox.gumroad.ids import InvalidPageKey, decode_page_key, encode_page_key
 
-__all__ = ["Page", "apply_cursor", "next_page_url", "paginate"]
+__all__ = ["Cursor", "Page", "apply_cursor", "next_page_url", "paginate", "read_cursor"]
 
 Row = TypeVar("Row")
 
@@ -33,6 +33,23 @@ class Page(Generic[Row]):
         return {"next_page_key": self.next_key, "next_page_url": next_page_url(path, query, self.next_key)}
 
 
+@dataclass(frozen=True)
+class Cursor:
+    """A decoded page_key: rows with `created_at <= moment` and `pk < last_pk` come after it."""
+
+    moment: datetime
+    last_pk: int
+
+
+def read_cursor(page_key: str, resolve: Callable[[int], int | None]) -> Cursor:
+    """`resolve` maps the key's numeric id back to a pk; an undecodable key or unknown id is InvalidPageKey."""
+    moment, numeric = decode_page_key(page_key)
+    last_pk = resolve(numeric)
+    if last_pk is None:
+        raise InvalidPageKey(page_key)
+    return Cursor(moment, last_pk)
+
+
 def apply_cursor(
     rows: Sequence[Row],
     page_key: str,
@@ -41,12 +58,9 @@ def apply_cursor(
     pk: Callable[[Row], int],
     resolve: Callable[[int], int | None],
 ) -> list[Row]:
-    """Rows after the cursor; `resolve` maps the key's numeric id back to a pk (None: unknown → invalid)."""
-    moment, numeric = decode_page_key(page_key)
-    last_pk = resolve(numeric)
-    if last_pk is None:
-        raise InvalidPageKey(page_key)
-    return [r for r in rows if created_at(r) <= moment and pk(r) < last_pk]
+    """Rows after the cursor (see read_cursor)."""
+    cursor = read_cursor(page_key, resolve)
+    return [r for r in rows if created_at(r) <= cursor.moment and pk(r) < cursor.last_pk]
 
 
 def paginate(

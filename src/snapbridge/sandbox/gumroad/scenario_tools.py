@@ -144,7 +144,7 @@ class Tools:
         return value
 
     def known_email(self, email: str) -> bool:
-        return any(s.buyer.email == email for s in self.state.sales.values())
+        return email in self.state.buyer_emails
 
     def new_buyer(self, email: str | None, full_name: str | None, account: bool | None = None) -> Buyer:
         name = full_name or f"{self.pick(_FIRST)} {self.pick(_LAST)}"

@@ -41,11 +41,12 @@ def first_purchase(t: Tools, params: dict[str, Any]) -> Outcome:
 def repeat_purchase(t: Tools, params: dict[str, Any]) -> Outcome:
     """A customer who bought before buys again (by default a product they do not own yet)."""
     email = t.opt_str(params, "email")
-    past = [s for s in t.state.listed_sales() if email is None or s.buyer.email == email]
+    listed = t.state.listed_sales()
+    past = [s for s in listed if email is None or s.buyer.email == email]
     if not past:
         raise ScenarioError(f"no earlier purchase by {email}" if email else "no earlier purchases")
     buyer = past[0].buyer if email else t.pick(past).buyer
-    owned = {s.product_id for s in t.state.listed_sales() if s.buyer.email == buyer.email}
+    owned = {s.product_id for s in listed if s.buyer.email == buyer.email}
     fresh = [p for p in t.one_off_products() if p.id not in owned] or t.one_off_products()
     product = t.product_param(params, default=t.pick(fresh))
     return _purchase(t, product, buyer, params)

@@ -2,13 +2,15 @@
 
 One re-entrant lock guards it, because the API (on the server's event loop) and `GumroadSandbox.emit`
 (on a test's thread) both change it. Queries here encode Gumroad's rules of what is listed and when a
-subscription counts as active; rendering lives in render.py.
+subscription counts as active; rendering lives in render.py. Sales also sit in one list ordered by
+(created_at, pk), both fixed at creation, so listing a page bisects into it instead of sorting every sale.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -40,6 +42,14 @@ _LISTED_STATES = frozenset({SaleState.SUCCESSFUL, SaleState.NOT_CHARGED})
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _listing_order(sale: Sale) -> tuple[datetime, int]:
+    return sale.created_at, sale.pk
+
+
+def _created_at(sale: Sale) -> datetime:
+    return sale.created_at
 
 
 @dataclass
@@ -86,7 +96,10 @@ class SandboxState:
         self.variants: dict[str, Variant] = {}
         self.offer_codes: dict[str, OfferCode] = {}
         self.custom_fields: dict[str, CustomField] = {}
-        self.sales: dict[str, Sale] = {}
+        self.sales: dict[str, Sale] = {}  # written only by add_sale, which keeps the indexes below in step
+        self.buyer_emails: set[str] = set()  # every buyer's email, so "bought before?" is not a scan of all sales
+        self._sales_in_order: list[Sale] = []  # oldest first by (created_at, pk); only add_sale changes it
+        self._sales_by_order_id: dict[int, Sale] = {}
         self.subscriptions: dict[str, Subscription] = {}
         self.licenses: dict[str, License] = {}
         self.resource_subscriptions: dict[str, ResourceSubscription] = {}
@@ -160,17 +173,46 @@ class SandboxState:
 
     # ---- sales --------------------------------------------------------------------------------------
 
+    def add_sale(self, sale: Sale) -> None:
+        """The one way a sale enters the state; the caller holds the lock."""
+        self.sales[sale.id] = sale
+        self.buyer_emails.add(sale.buyer.email)
+        self._sales_by_order_id.setdefault(sale.order_id, sale)
+        insort(self._sales_in_order, sale, key=_listing_order)  # new sales are the newest: an append, in practice
+
+    def is_listed(self, sale: Sale) -> bool:
+        """Whether GET /v2/sales can list it: successful sales and free-trial sign-ups (§3)."""
+        return (
+            sale.state in _LISTED_STATES
+            and not sale.is_gift_receiver
+            and not sale.is_test
+            and not self.products[sale.product_id].foreign
+        )
+
     def listed_sales(self) -> list[Sale]:
-        """What GET /v2/sales can list, newest first: successful sales and free-trial sign-ups (§3)."""
-        rows = [
-            s
-            for s in self.sales.values()
-            if s.state in _LISTED_STATES
-            and not s.is_gift_receiver
-            and not s.is_test
-            and not self.products[s.product_id].foreign
-        ]
-        return sorted(rows, key=lambda s: (s.created_at, s.pk), reverse=True)
+        """What GET /v2/sales can list, newest first."""
+        return list(self.walk_listed_sales())
+
+    def walk_listed_sales(
+        self, *, up_to: datetime | None = None, before: datetime | None = None, since: datetime | None = None
+    ) -> Iterator[Sale]:
+        """Listed sales newest first, created at or before `up_to`, before `before` and at or after `since`.
+
+        Lazy: it bisects to the newest candidate and checks the listing rules only on the rows it walks,
+        so a page costs O(log n + rows walked). Consume it under the lock.
+        """
+        order = self._sales_in_order
+        end = len(order)
+        if up_to is not None:
+            end = bisect_right(order, up_to, hi=end, key=_created_at)
+        if before is not None:
+            end = bisect_left(order, before, hi=end, key=_created_at)
+        for index in range(end - 1, -1, -1):
+            sale = order[index]
+            if since is not None and sale.created_at < since:
+                return
+            if self.is_listed(sale):
+                yield sale
 
     def own_sale(self, sale_id: str | None) -> Sale | None:
         """Any of the seller's purchases, whatever its state (`current_resource_owner.sales`)."""
@@ -178,7 +220,7 @@ class SandboxState:
         return sale if sale is not None and not self.products[sale.product_id].foreign else None
 
     def sale_by_order_id(self, order_id: int) -> Sale | None:
-        return next((s for s in self.sales.values() if s.order_id == order_id), None)
+        return self._sales_by_order_id.get(order_id)
 
     def sale_license(self, sale: Sale) -> License | None:
         return self.licenses.get(sale.license_id) if sale.license_id else None

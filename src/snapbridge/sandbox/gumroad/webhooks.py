@@ -223,11 +223,13 @@ class WebhookSender:
 
     async def _fan_out(self, item: _Scheduled) -> None:
         name = item.event.resource_name
+        with self._state.lock:
+            targets = self._state.ping_targets(name)
+        if not targets:
+            return  # nobody listens: skip building the payload (bulk seeding emits thousands of events)
         params = self._payload(item.event, name)
         if params is None:
             return
-        with self._state.lock:
-            targets = self._state.ping_targets(name)
         copies = 2 if self._state.settings.duplicate_deliveries else 1
         for target in targets:
             for copy in range(copies):
