@@ -39,6 +39,18 @@ def test_a_batch_is_stored_once_per_key(store: Store) -> None:
     assert stored.received_at == T0 and stored.source is EventSource.GUMROAD
 
 
+def test_in_order_batches_number_rows_in_the_order_given(store: Store) -> None:
+    known = store.insert_events([_event("m")])[0]
+    keys = [f"z{n:04d}" if n % 2 else f"a{n:04d}" for n in range(1500)]  # past one statement's rows
+    with store.transaction() as tx:
+        results = tx.insert_events([_event(k) for k in [*keys[:700], "m", *keys[700:], keys[3]]], in_order=True)
+    new = [r for r in results if not r.duplicate]
+    assert [r.key for r in new] == keys
+    assert [r.id for r in new] == sorted(r.id for r in new)  # ids follow the order given, not the keys
+    assert results[700].id == known.id and results[700].duplicate
+    assert results[-1].duplicate and results[-1].id == results[3].id
+
+
 def test_an_empty_batch_is_fine(store: Store) -> None:
     assert store.insert_events([]) == []
 

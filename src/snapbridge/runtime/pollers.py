@@ -147,10 +147,9 @@ def location_inbound_event(location: ApiLocation, *, connection: str, now: datet
 def insert_in_order(tx: Tx, events: Sequence[NewInboundEvent]) -> list[InsertResult]:
     """Store events so their ids follow the order given (the deriver takes events by id).
 
-    One statement per event: a batch insert numbers its rows in dedupe-key order, which would derive a later
-    sale before an earlier one of the same customer.
+    One multi-row statement in the order given (a 100,000-sale backfill made one round trip per event before).
     """
-    return [tx.insert_events([event])[0] for event in events]
+    return tx.insert_events(events, in_order=True)
 
 
 @dataclass(frozen=True)

@@ -76,18 +76,22 @@ def event_from_row(row: sa.Row[Any]) -> InboundEvent:
     )
 
 
-def insert_events(conn: Connection, events: Sequence[NewInboundEvent]) -> list[InsertResult]:
+def insert_events(conn: Connection, events: Sequence[NewInboundEvent], *, in_order: bool = False
+                  ) -> list[InsertResult]:
     """Store each event whose dedupe key is new; a known key is reported with the id it already has.
 
     Rows go in sorted by key, so two batches sharing keys lock them in the same order on PostgreSQL (no
     deadlock); a key that another uncommitted batch holds waits for that batch, then counts as a duplicate.
+    `in_order` keeps the order given instead, so ids follow it (one multi-row statement numbers its rows in
+    order). Should it ever meet a receiver batch holding the same keys in the other order, PostgreSQL aborts
+    one of the two (StoreUnavailable): the poller polls again, the sender retries; nothing is lost.
     """
     first: dict[str, NewInboundEvent] = {}
     for event in events:
         first.setdefault(event.dedupe_key, event)
     if not first:
         return []
-    keys = sorted(first)
+    keys = list(first) if in_order else sorted(first)
     ids: dict[str, int] = {}
     new: set[str] = set()
     for row in conn.execute(_INSERT[conn.dialect.name], [_values(first[key]) for key in keys]):

@@ -77,8 +77,9 @@ class Tx:
         self._conn = conn
         self._clock = clock
 
-    def insert_events(self, new: Sequence[NewInboundEvent]) -> list[InsertResult]:
-        return events.insert_events(self._conn, new)
+    def insert_events(self, new: Sequence[NewInboundEvent], *, in_order: bool = False) -> list[InsertResult]:
+        """`in_order`: ids follow the order given (a poller's events, oldest first), in one statement."""
+        return events.insert_events(self._conn, new, in_order=in_order)
 
     def pending_events(self, limit: int) -> list[InboundEvent]:
         """Events to derive, oldest first; on PostgreSQL locked, skipping those another deriver holds."""
