@@ -30,6 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import IO
 
 import httpx
 import sqlalchemy as sa
@@ -205,10 +206,8 @@ def run_engine(engine: str, procs: int, args: argparse.Namespace) -> None:
         with database(engine, home, args.pg_admin_url) as url:
             env, port, hook, _company = prepare(boxes, home, url)
             log = (home / "serve.log").open("ab")
-            children.append(subprocess.Popen([sys.executable, "-m", "snapbridge", "serve", "--no-pollers"], env=env,
-                                             stdout=log, stderr=log, cwd=ROOT))
-            children.extend(subprocess.Popen([sys.executable, "-m", "snapbridge", "worker"], env=env, stdout=log,
-                                             stderr=log, cwd=ROOT) for _ in range(procs - 1))
+            children.append(spawn(env, log, "serve", "--no-pollers"))
+            children.extend(spawn(env, log, "worker") for _ in range(procs - 1))
             wait_for_port(port)
             watcher = Watcher(boxes)
             print(f"{engine}, {procs} worker process(es):")
@@ -224,6 +223,12 @@ def run_engine(engine: str, procs: int, args: argparse.Namespace) -> None:
     finally:
         stop_children(children, graceful=False)
         boxes.stop()
+
+
+def spawn(env: dict[str, str], log: IO[bytes], *args: str) -> subprocess.Popen[bytes]:
+    """`snapbridge ARGS` as a child process logging to `log`."""
+    return subprocess.Popen([sys.executable, "-m", "snapbridge", *args], env=env, stdout=log, stderr=log,  # noqa: S603
+                            cwd=ROOT)
 
 
 def _drained(url: str, query: str, deadline: float) -> tuple[float, float] | None:
@@ -258,14 +263,12 @@ def run_stages(engine: str, args: argparse.Namespace) -> None:
         with database(engine, home, args.pg_admin_url) as url:
             env, port, hook, _company = prepare(boxes, home, url)
             log = (home / "serve.log").open("ab")
-            children.append(subprocess.Popen([sys.executable, "-m", "snapbridge", "serve", "--no-pollers",
-                                              "--no-workers"], env=env, stdout=log, stderr=log, cwd=ROOT))
+            children.append(spawn(env, log, "serve", "--no-pollers", "--no-workers"))
             wait_for_port(port)
             seller = boxes.gumroad.seller_id
             warm = load(hook, seller, "swarm", CUSTOMERS / 200, 200)  # first purchases: locations etc.
             _drained(url, "SELECT count(*) FROM inbound_events WHERE status = 'received'", time.monotonic() + 60)
-            children.append(subprocess.Popen([sys.executable, "-m", "snapbridge", "worker"], env=env,
-                                             stdout=log, stderr=log, cwd=ROOT))
+            children.append(spawn(env, log, "worker"))
             _drained(url, "SELECT count(*) FROM jobs WHERE status IN ('queued', 'leased')", time.monotonic() + 120)
             children.pop().send_signal(signal.SIGTERM)
             print(f"{engine}, stages on a backlog ({len(warm.acked)} first purchases before):")
@@ -280,8 +283,7 @@ def run_stages(engine: str, args: argparse.Namespace) -> None:
                 print(f"  derive   {received:6d} events  {received / took:7.0f}/s   (until the last is derived)")
             jobs = _count(url, "SELECT count(*) FROM jobs WHERE status IN ('queued', 'leased')")
             begin = time.monotonic()
-            children.append(subprocess.Popen([sys.executable, "-m", "snapbridge", "worker"], env=env,
-                                             stdout=log, stderr=log, cwd=ROOT))
+            children.append(spawn(env, log, "worker"))
             delivered = _drained(url, "SELECT count(*) FROM jobs WHERE status IN ('queued', 'leased')",
                                  time.monotonic() + 300)
             if delivered:

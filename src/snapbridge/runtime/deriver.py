@@ -466,7 +466,7 @@ _PlannedJob = tuple[PlannedStep, Event, "_Target", CustomerProfile | None]
 class _Outbox:
     """What one pass will write, gathered so that each kind goes to the store in one statement."""
 
-    now: datetime | None = None
+    now: datetime
     states: dict[Key, ProfileState] = field(default_factory=dict)
     runs: list[tuple[NewRun, list[_PlannedJob]]] = field(default_factory=list)
     marks: list[EventMark] = field(default_factory=list)
@@ -482,8 +482,7 @@ class _Outbox:
                           plan.error)
                 continue
             run = NewRun(workflow_name=plan.workflow, inbound_event_id=inbound_event_id, event_type=event.type,
-                         customer_key=target.email or plan.steps[0].ordering_key,
-                         created_at=self.now or datetime.now(UTC))
+                         customer_key=target.email or plan.steps[0].ordering_key, created_at=self.now)
             self.runs.append((run, [(step, event, target, profile) for step in plan.steps]))
         return notes
 

@@ -41,6 +41,7 @@ class Settler:
         self._queue: list[_Waiting] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self.batches = 0
 
     def start(self) -> None:
@@ -48,21 +49,19 @@ class Settler:
             self._task = asyncio.create_task(self._run(), name="settler")
 
     async def stop(self) -> None:
-        """Write what is queued, then stop."""
-        task, self._task = self._task, None
-        if task is None:
+        """Write what is queued (a write under way finishes and is answered), then stop."""
+        if self._task is None:
             return
+        self._closing = True
         self._wake.set()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        while self._queue:
-            await self._flush()
+        await self._task
+        self._task = None
 
     async def settle(self, outcome: JobOutcome) -> bool | None:
         future: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
         self._queue.append(_Waiting(outcome, future))
-        if self._task is None:
-            await self._flush()  # not running (stopping): write it now rather than never
+        if self._task is None or self._task.done():
+            await self._flush()  # not running (stopped): write it now rather than never
         else:
             self._wake.set()
         return await future
@@ -70,6 +69,8 @@ class Settler:
     async def _run(self) -> None:
         while True:
             if not self._queue:
+                if self._closing:
+                    return
                 self._wake.clear()
                 await self._wake.wait()
                 continue
