@@ -17,6 +17,7 @@ from snapbridge.sandbox import Sandboxes
 from snapbridge.security import Role
 from snapbridge.store import JobStatus, RunStatus
 from snapbridge.web.api import endpoints
+from snapbridge.workflows import template_text
 
 ALL_SNAPSHOTS_SCOPES = ["customers.readonly", "customers.write", "events.readonly", "events.write",
                         "saas/location.read", "saas/location.write"]
@@ -327,3 +328,25 @@ def test_a_credential_of_another_account_does_not_replace_the_stored_one(served:
     assert answer.status_code == 422 and "not this connection's account" in answer.json()["error"]
     assert theirs not in answer.text
     assert _stored_credential(served, "snapshots") == mine
+
+
+def test_a_test_run_sends_through_the_workspaces_connections(sandboxes: Sandboxes, admin: httpx.Client) -> None:
+    text = admin.get("/api/v1/templates").json()  # the gallery answers before anything is connected
+    assert any(t["name"] == "purchase-event" for t in text)
+    body = {"yaml": template_text("purchase-event")}
+    alone = admin.post("/api/v1/workflows/test-run", json=body)
+    assert alone.status_code == 200, alone.text
+    first = alone.json()["steps"][0]
+    assert first["status"] == "failed" and "no snapshots connection" in first["detail"]
+
+    key = next(k for k in sandboxes.snapshots.keys() if "events.write" in k.scopes)  # noqa: SIM118
+    made = admin.post("/api/v1/connections", json={"app": "snapshots", "name": "snap-test", "credential": key.key})
+    assert made.status_code == 201, made.text
+    sent = admin.post("/api/v1/workflows/test-run", json=body).json()
+    assert sent["matched"] and [s["status"] for s in sent["steps"]][:1] == ["sent"], sent
+    assert sent["steps"][0]["http_status"] in (200, 201)
+    again = admin.post("/api/v1/workflows/test-run", json=body).json()
+    assert again["steps"][0]["status"] == "replayed", again  # same test- key: the API did not write twice
+    assert admin.get("/api/v1/runs").json() == []  # a test run keeps no history
+    bad = admin.post("/api/v1/workflows/test-run", json={"yaml": "name: x\nsteps: 3"})
+    assert bad.status_code == 422 and bad.json()["problems"]

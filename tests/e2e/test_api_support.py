@@ -15,7 +15,16 @@ from snapbridge.config import Settings
 from snapbridge.runtime import ReceiverConfig
 from snapbridge.sandbox import Sandboxes, ServerThread
 from snapbridge.security import Passwords, Vault
-from snapbridge.store import AttemptRecord, ConnectionStore, NewJob, NewRun, Store, migrate, open_engine
+from snapbridge.store import (
+    AttemptRecord,
+    ConnectionRecord,
+    ConnectionStore,
+    NewJob,
+    NewRun,
+    Store,
+    migrate,
+    open_engine,
+)
 from snapbridge.web import create_app
 from snapbridge.web.api import WebContext
 
@@ -94,3 +103,10 @@ def make_dead_letter(store: Store, workflow: str, reason: str, *, at: datetime, 
             else:
                 store.dead_letter(job, attempt=AttemptRecord(at, 3.0, 422), reason=reason, now=at)
     return run_id
+
+
+def placeholder_connection(served: Served, name: str, app: str = "snapshots", workspace: int = 1) -> None:
+    """A stored connection row (no working credential): what usage, customers and dead letters are scoped by."""
+    assert served.web.connections is not None
+    served.web.connections.save(ConnectionRecord(name=name, app=app, base_url="http://127.0.0.1:9",
+                                                 credential="not-a-ciphertext", workspace_id=workspace))

@@ -222,6 +222,11 @@ def _journey(page: Any, base: str, service: Service, boxes: Sandboxes, snapshots
     preview = page.inner_text("#preview")
     assert "POST" in preview and "/events" in preview and "sale-of-{{" not in preview, preview
     shot(page, "05-builder")
+    # A test run sends the mapped steps through the connections just added, and shows each step's answer.
+    page.click("#test-run")
+    expect(page.locator("#test-result")).to_contain_text("sent")
+    assert "sale-of-{{ event.sale.product_name }}" in page.input_value("#yaml")
+    shot(page, "05b-test-run")
     page.fill("#yaml", page.input_value("#yaml").replace("name: my-workflow", "name: browser-mapped"))
     page.click("#builder button:has-text('Save')")
     page.wait_for_url(f"{base}/workflows*")

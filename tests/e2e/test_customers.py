@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_api_support import Served, serve_app, signed_in
+from test_api_support import Served, placeholder_connection, serve_app, signed_in
 
 from snapbridge.sandbox import Sandboxes
 from snapbridge.store import Profile
@@ -22,6 +22,7 @@ T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 @pytest.fixture
 def served(tmp_path: Path, sandboxes: Sandboxes) -> Iterator[Served]:
     with serve_app(tmp_path, sandboxes) as s:
+        placeholder_connection(s, "gumroad", "gumroad")  # profiles are seen through their connection's workspace
         with s.store.transaction() as tx:
             tx.save_profile(Profile("gumroad", "ada@example.com", T0, T0, name="Ada Lovelace", plan="pro",
                                     location_id="loc_1", segments=("vip", "trial"), lifetime_value_cents=12345,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_api_support import Served, make_dead_letter, make_run, serve_app, signed_in
+from test_api_support import Served, make_dead_letter, make_run, placeholder_connection, serve_app, signed_in
 
 from snapbridge.sandbox import Sandboxes
 from snapbridge.security import Role
@@ -83,6 +83,7 @@ def test_connection_test_shows_plain_words(served: Served, sandboxes: Sandboxes)
 
 def test_overview_charts_usage_against_the_quota(served: Served) -> None:
     now = datetime.now(UTC)
+    placeholder_connection(served, "snapshots")
     served.store.record_usage_batch([UsageSample("snapshots", now, 200, 12.0),
                                      UsageSample("snapshots", now, 500, 30.0)])
     served.store.take_token("snapshots", capacity=100, refill_per_second=10)
@@ -98,6 +99,8 @@ def test_overview_charts_usage_against_the_quota(served: Served) -> None:
 
 def test_the_usage_page_charts_a_chosen_window_and_connection(served: Served) -> None:
     now = datetime.now(UTC)
+    placeholder_connection(served, "snapshots")
+    placeholder_connection(served, "gumroad", "gumroad")
     served.store.record_usage_batch([UsageSample("snapshots", now - timedelta(hours=5), 200, 10.0),
                                      UsageSample("gumroad", now, 429, 50.0, throttled=True)])
     with httpx.Client(base_url=served.base_url, follow_redirects=True) as client:

@@ -34,6 +34,8 @@ from snapbridge.sandbox.server import ServerThread
 from snapbridge.security import Secret
 from snapbridge.store import (
     AttemptRecord,
+    ConnectionRecord,
+    ConnectionStore,
     EventSource,
     EventStatus,
     InboundEvent,
@@ -520,3 +522,37 @@ async def test_a_profile_changed_while_planning_is_derived_again(migrated: Engin
         assert profile.purchases == 2  # and the sale is counted
     finally:
         store.close()
+
+
+async def test_events_run_only_their_workspaces_workflows_on_its_connections(
+        engine: Engine, store: Store, gumroad: Gumroad, client: GumroadClient) -> None:
+    """Team A (workspace 1) and team B (workspace 2) each have workflows and a Snapshots connection; B's Gumroad
+    connection's sale runs B's enabled workflows only, sends to B's Snapshots connection, and its runs are B's.
+    Without a Snapshots connection of its own, B's steps name none: never A's."""
+    install_templates(store)  # team A: every starter, enabled
+    store.save_workflow("purchase-event", template_text("purchase-event"), workspace=2)
+    records = ConnectionStore(engine)
+    teams = ((CONNECTION, "gumroad", 2), ("snapshots", "snapshots", 1), ("b-snapshots", "snapshots", 2))
+    for name, app, space in teams:
+        records.save(ConnectionRecord(name=name, app=app, base_url="http://127.0.0.1:9", credential="x",
+                                      workspace_id=space))
+    deriver = Deriver(store, Access(client))
+    _, rows = gumroad.emit("first_purchase")
+    store.insert_events(rows)
+    report = await deriver.run_once()
+    assert report.rejected == 0 and report.waiting == 0 and report.derived >= 1
+    assert store.runs(workspace=1) == []
+    (run,) = store.runs(workspace=2)
+    assert run.workflow_name == "purchase-event"
+    detail = store.run_detail(run.id, workspace=2)
+    assert detail is not None and {s.connection for s in detail.steps} == {"b-snapshots"}
+    assert store.run_detail(run.id, workspace=1) is None
+
+    records.remove("b-snapshots")
+    _, rows = gumroad.emit("first_purchase")
+    store.insert_events(rows)
+    await deriver.run_once()
+    newest = store.runs(workspace=2)[0]
+    detail = store.run_detail(newest.id)
+    assert newest.id != run.id and detail is not None
+    assert {s.connection for s in detail.steps} == {"snapshots (none connected)"}

@@ -15,7 +15,7 @@ from snapbridge.errors import AuthFailed, DeliveryError, Retryable, SnapbridgeEr
 from snapbridge.http import check_base_url, create_client
 from snapbridge.runtime import ConnectionReport, check_gumroad, check_snapshots, new_webhook_secret
 from snapbridge.security import Secret, redact_text
-from snapbridge.store import ConnectionRecord
+from snapbridge.store import DEFAULT_WORKSPACE, ConnectionRecord
 
 __all__ = ["connect_group", "connections_group"]
 
@@ -101,6 +101,8 @@ def _connect(app: str, name: str | None, base_url: str | None, credential: str, 
             credential=ctx.vault.encrypt(secret, bound_to=f"{name}:credential"),
             webhook_key=stored_key, account=report.account, scopes=report.held, options=options,
             created_at=existing.created_at if existing else datetime.now(UTC),
+            # Reconnecting from the command line keeps the connection in its workspace.
+            workspace_id=existing.workspace_id if existing else DEFAULT_WORKSPACE,
         ))
         click.echo(f"Saved connection {name!r} ({app}, {base}).")
         return 0
@@ -175,7 +177,7 @@ def connections_test(name: str) -> int:
         ctx.connections.save(ConnectionRecord(
             name=record.name, app=record.app, base_url=record.base_url, credential=record.credential,
             webhook_key=record.webhook_key, account=report.account, scopes=report.held,
-            options=record.options, created_at=record.created_at,
+            options=record.options, created_at=record.created_at, workspace_id=record.workspace_id,
         ))
         return 0 if report.ok else 1
     finally:
@@ -211,6 +213,7 @@ def connections_rotate_key() -> int:
                 webhook_key=ctx.vault.reencrypt(r.webhook_key, bound_to=f"{r.name}:webhook_key")
                 if r.webhook_key else None,
                 account=r.account, scopes=r.scopes, options=r.options, created_at=r.created_at,
+                workspace_id=r.workspace_id,
             ))
         # Retire only after every ciphertext is re-encrypted: a crash before this point loses nothing.
         retired = [k for k in ctx.vault.key_ids if k != new_id]

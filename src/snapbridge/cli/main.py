@@ -16,6 +16,7 @@ from snapbridge.cli.hooks import hooks_group
 from snapbridge.cli.logs import configure_logging
 from snapbridge.cli.sandbox import sandbox_command
 from snapbridge.cli.service import serve_command, sync_group, worker_command
+from snapbridge.cli.users import users_group
 from snapbridge.cli.workflows import run_command, templates_group, workflows_group
 from snapbridge.errors import InvalidInput, SnapbridgeError
 
@@ -38,6 +39,7 @@ for command in (demo_command, serve_command, worker_command, sync_group, hooks_g
 cli.add_command(templates_group)
 cli.add_command(workflows_group)
 cli.add_command(run_command)
+cli.add_command(users_group)
 
 
 def _causes(exc: BaseException) -> str:

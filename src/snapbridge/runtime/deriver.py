@@ -49,7 +49,9 @@ from snapbridge.runtime.derive import (
 )
 from snapbridge.runtime.jobplan import PLAN_KEY, JobPlan, job_plan, pack_plan
 from snapbridge.store import (
+    DEFAULT_WORKSPACE,
     ClaimedJob,
+    ConnectionRoute,
     EventMark,
     EventSource,
     EventStatus,
@@ -109,9 +111,11 @@ class GumroadAccess(Protocol):
 class DeriverConfig:
     """Knobs of the deriver.
 
-    `profile_connection`: the Gumroad connection whose customers Snapshots events enrich. `connections`: which
-    connection a step of each app uses (a Gumroad step uses the event's Gumroad connection; a local
-    `snapbridge.*` step the profile's).
+    An event is routed within the workspace of the connection it came from: that workspace's workflows, and
+    for a step of each app that workspace's connection of the app (the first by name; a Gumroad step uses the
+    event's Gumroad connection, a local `snapbridge.*` step the profile's). `profile_connection` and
+    `connections` name the connections to use where the workspace has none of that app, unless they belong to
+    another workspace.
     """
 
     batch_size: int = 100  # events per pass and per write transaction (bounds how long SQLite is held)
@@ -151,6 +155,7 @@ class _Item:
     """One pending event on its way through a pass."""
 
     row: InboundEvent
+    workspace: int = DEFAULT_WORKSPACE
     parsed: Inbound | None = None
     email: str | None = None
     profile_connection: str = ""
@@ -184,7 +189,7 @@ class Deriver:
         self._on_jobs = on_jobs
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._parsed: dict[str, tuple[str, Workflow | None]] = {}
+        self._parsed: dict[tuple[int, str], tuple[str, Workflow | None]] = {}
 
     # ---- the loop -------------------------------------------------------------------------------------------
 
@@ -227,38 +232,41 @@ class Deriver:
         rows = await asyncio.to_thread(self._store.pending_events, self._config.batch_size)
         if not rows:
             return DeriveReport()
-        workflows = await asyncio.to_thread(self._workflows)
-        items = await self._prepare(rows)
-        report = await asyncio.to_thread(self._commit, items, workflows, self._clock())
+        workflows, routes = await asyncio.to_thread(self._routing)
+        items = await self._prepare(rows, routes)
+        report = await asyncio.to_thread(self._commit, items, workflows, routes, self._clock())
         if report.jobs and self._on_jobs is not None:
             self._on_jobs()
         return report
 
     # ---- before the transaction: parse and verify -------------------------------------------------------------
 
-    def _workflows(self) -> tuple[Workflow, ...]:
-        return self._parse_all(self._store.list_workflows(enabled_only=True))
+    def _routing(self) -> tuple[_Workflows, _Routes]:
+        return (self._parse_all(self._store.list_workflows(enabled_only=True)),
+                _Routes.of(self._store.connection_routes(), self._config))
 
-    def _parse_all(self, records: Sequence[WorkflowRecord]) -> tuple[Workflow, ...]:
-        """The workflows, parsed once per version of their YAML; a broken one is logged and left out."""
-        loaded: list[Workflow] = []
+    def _parse_all(self, records: Sequence[WorkflowRecord]) -> _Workflows:
+        """Each workspace's workflows, parsed once per version of their YAML; a broken one is logged, left out."""
+        loaded: dict[int, list[Workflow]] = {}
         for record in records:
-            cached = self._parsed.get(record.name)
+            key = (record.workspace_id, record.name)
+            cached = self._parsed.get(key)
             if cached is None or cached[0] != record.source_yaml:
                 try:
                     workflow: Workflow | None = load_workflow(record.source_yaml, record.name)
                 except InvalidInput as exc:
-                    log.error("action=workflow_invalid workflow=%s error=%s", record.name, exc)
+                    log.error("action=workflow_invalid workflow=%s workspace=%d error=%s", record.name,
+                              record.workspace_id, exc)
                     workflow = None
                 cached = (record.source_yaml, workflow)
-                self._parsed[record.name] = cached
+                self._parsed[key] = cached
             if cached[1] is not None:
-                loaded.append(cached[1])
-        return tuple(loaded)
+                loaded.setdefault(record.workspace_id, []).append(cached[1])
+        return {workspace: tuple(found) for workspace, found in loaded.items()}
 
-    async def _prepare(self, rows: Sequence[InboundEvent]) -> list[_Item]:
+    async def _prepare(self, rows: Sequence[InboundEvent], routes: _Routes) -> list[_Item]:
         """Parse every row and verify the Gumroad webhooks (reads run concurrently, results apply in order)."""
-        items = [self._parse(row) for row in rows]
+        items = [self._parse(row, routes) for row in rows]
         gate = asyncio.Semaphore(self._config.verify_concurrency)
 
         async def check(item: _Item) -> ApiSale | ApiSubscriber | SnapbridgeError | None:
@@ -291,15 +299,16 @@ class Deriver:
                 item.email = subject_email(item.parsed, outcome)
         return items
 
-    def _parse(self, row: InboundEvent) -> _Item:
-        item = _Item(row)
+    @staticmethod
+    def _parse(row: InboundEvent, routes: _Routes) -> _Item:
+        item = _Item(row, workspace=routes.workspace(row.connection))
         try:
             item.parsed = parse_inbound(row.kind, row.payload)
         except InvalidInput as exc:
             item.reject = f"cannot read the stored event: {exc}"
             return item
         gumroad = isinstance(item.parsed, GumroadEvent)
-        item.profile_connection = row.connection if gumroad else self._config.profile_connection
+        item.profile_connection = row.connection if gumroad else routes.connection(item.workspace, "gumroad")
         return item
 
     @staticmethod
@@ -321,7 +330,8 @@ class Deriver:
 
     # ---- the transaction --------------------------------------------------------------------------------------
 
-    def _commit(self, items: Sequence[_Item], workflows: Sequence[Workflow], now: datetime) -> DeriveReport:
+    def _commit(self, items: Sequence[_Item], workflows: _Workflows, routes: _Routes, now: datetime
+                ) -> DeriveReport:
         """Derive and plan first, then write it all in one transaction.
 
         Planning (rendering every step's mappings) is most of the work, so it runs before the write transaction
@@ -356,7 +366,7 @@ class Deriver:
                     outbox.marks.append(EventMark(item.row.id, EventStatus.REJECTED, item.reject or "unreadable"))
                     counts["rejected"] += 1
                 else:
-                    self._apply(outbox, item, drafts[item.row.id], counts)
+                    self._apply(outbox, item, drafts[item.row.id], routes, counts)
             # One statement per kind for the whole pass: each customer's last state, the runs, their jobs (in
             # event order, so one customer's jobs keep the order of their events), the marks.
             for key in sorted(outbox.states):
@@ -366,7 +376,7 @@ class Deriver:
             tx.mark_events(outbox.marks, now=now)
         return DeriveReport(**counts)
 
-    def _draft(self, items: Sequence[_Item], records: Mapping[Key, Profile | None], workflows: Sequence[Workflow],
+    def _draft(self, items: Sequence[_Item], records: Mapping[Key, Profile | None], workflows: _Workflows,
                now: datetime) -> dict[int, _Draft]:
         """Derive and plan the items in order, each customer's profile carried from one event to the next."""
         states = {k: state_from_record(r) if r is not None else None for k, r in records.items()}
@@ -379,7 +389,7 @@ class Deriver:
                 result = derive(str(item.row.id), item.parsed, state, now, email=item.email,
                                 segments=self._config.segments)
                 profile = result.state.profile if result.state else state.profile if state else None
-                plans = tuple(_plans(result.events, profile, workflows))
+                plans = tuple(_plans(result.events, profile, workflows.get(item.workspace, ())))
             except (InvalidInput, ValueError) as exc:  # pydantic's ValidationError is a ValueError
                 drafts[item.row.id] = _Draft(key, error=f"cannot derive: {exc}")
                 continue
@@ -388,7 +398,8 @@ class Deriver:
             drafts[item.row.id] = _Draft(key, result, plans, profile=profile)
         return drafts
 
-    def _apply(self, outbox: _Outbox, item: _Item, draft: _Draft, counts: dict[str, int]) -> None:
+    def _apply(self, outbox: _Outbox, item: _Item, draft: _Draft, routes: _Routes, counts: dict[str, int]
+               ) -> None:
         row = item.row
         result = draft.result
         if draft.error is not None or result is None:
@@ -397,8 +408,8 @@ class Deriver:
             return
         if draft.key is not None and result.state is not None:
             outbox.states[draft.key] = result.state  # the customer's last state in this pass is saved
-        gumroad = row.connection if isinstance(item.parsed, GumroadEvent) else self._config.profile_connection
-        target = _Target(item.profile_connection, gumroad, result.email)
+        gumroad = row.connection if isinstance(item.parsed, GumroadEvent) else item.profile_connection
+        target = _Target(item.profile_connection, gumroad, result.email, item.workspace, routes)
         notes = outbox.add_plans(draft.plans, target, inbound_event_id=row.id, profile=draft.profile)
         status = EventStatus.IGNORED if result.ignored else EventStatus.DERIVED
         if status is EventStatus.DERIVED:
@@ -429,13 +440,14 @@ class Deriver:
                                profile=profile),
         )
 
-    def _connection_for(self, action: str, target: _Target) -> str:
+    @staticmethod
+    def _connection_for(action: str, target: _Target) -> str:
         app = find_action(action).app
         if app == "snapbridge":
             return target.profile_connection
         if app == "gumroad":
             return target.gumroad_connection
-        return self._config.connections.get(app, app)
+        return target.routes.connection(target.workspace, app)
 
     # ---- segment changes made by a workflow step --------------------------------------------------------------
 
@@ -446,11 +458,13 @@ class Deriver:
         together; a retried step finds the segments already moved and calls nothing. Such runs have no inbound
         event of their own (the run list shows them without one); the event's id keys their jobs.
         """
-        workflows = self._parse_all(tx.list_workflows(enabled_only=True))
+        routes = _Routes.of(tx.connection_routes(), self._config)
+        workspace = routes.workspace(job.connection)  # the profile's (Gumroad) connection
+        workflows = self._parse_all(tx.list_workflows(enabled_only=True)).get(workspace, ())
         found = tx.get_profile(job.connection, event.customer.email)
         profile = state_from_record(found).profile if found is not None else None
         plans = _plans((event,), profile, workflows)
-        target = _Target(job.connection, self._config.profile_connection, event.customer.email)
+        target = _Target(job.connection, job.connection, event.customer.email, workspace, routes)
         # No in-process wake-up here: the transaction is the worker's and has not committed yet; the worker
         # that ran the step claims again when it is done (PostgreSQL's NOTIFY goes out with the commit).
         now = self._clock()
@@ -482,18 +496,52 @@ class _Outbox:
                           plan.error)
                 continue
             run = NewRun(workflow_name=plan.workflow, inbound_event_id=inbound_event_id, event_type=event.type,
-                         customer_key=target.email or plan.steps[0].ordering_key, created_at=self.now)
+                         customer_key=target.email or plan.steps[0].ordering_key, created_at=self.now,
+                         workspace_id=target.workspace)
             self.runs.append((run, [(step, event, target, profile) for step in plan.steps]))
         return notes
 
 
 @dataclass(frozen=True)
 class _Target:
-    """Where a plan's steps go: the profile's connection, the Gumroad connection, the customer."""
+    """Where a plan's steps go: the profile's connection, the Gumroad connection, the customer, the workspace
+    and its connection for each other app."""
 
     profile_connection: str
     gumroad_connection: str
     email: str | None
+    workspace: int
+    routes: _Routes
+
+
+_Workflows = Mapping[int, tuple[Workflow, ...]]  # by workspace
+
+
+class _Routes:
+    """Which workspace each connection is in, and each workspace's connection of each app (first by name)."""
+
+    def __init__(self, stored: Sequence[ConnectionRoute], defaults: Mapping[str, str]) -> None:
+        self._workspace_of = {r.name: r.workspace_id for r in stored}
+        self._by_app: dict[int, dict[str, str]] = {}
+        for route in stored:
+            self._by_app.setdefault(route.workspace_id, {}).setdefault(route.app, route.name)
+        self._defaults = defaults
+
+    @classmethod
+    def of(cls, stored: Sequence[ConnectionRoute], config: DeriverConfig) -> _Routes:
+        return cls(stored, {**config.connections, "gumroad": config.profile_connection})
+
+    def workspace(self, connection: str) -> int:
+        # A connection removed since its event arrived: the default workspace's, as before workspaces.
+        return self._workspace_of.get(connection, DEFAULT_WORKSPACE)
+
+    def connection(self, workspace: int, app: str) -> str:
+        found = self._by_app.get(workspace, {}).get(app)
+        if found is not None:
+            return found
+        default = self._defaults.get(app, app)
+        # Never another workspace's connection: a name no connection has makes the step fail, saying so.
+        return default if self._workspace_of.get(default, workspace) == workspace else f"{app} (none connected)"
 
 
 def _plans(events: Sequence[Event], profile: CustomerProfile | None, workflows: Sequence[Workflow]

@@ -88,10 +88,6 @@ def hook_urls(records: ConnectionStore, vault: Vault, public_base: str) -> list[
     return urls
 
 
-def _first(records: list[ConnectionRecord], app: str) -> str | None:
-    return next((r.name for r in records if r.app == app), None)
-
-
 async def run_service(settings: Settings, store: Store, vault: Vault, records: ConnectionStore,
                       options: ServiceOptions, stop: asyncio.Event, *, make_app: AppFactory,
                       sock: socket.socket | None = None, on_ready: Callable[[], object] | None = None) -> None:
@@ -109,10 +105,8 @@ async def run_service(settings: Settings, store: Store, vault: Vault, records: C
         for worker in workers:
             worker.wake()
 
-    deriver = Deriver(store, clients, on_jobs=wake_workers, config=DeriverConfig(
-        profile_connection=_first(stored, "gumroad") or "gumroad",
-        connections={"snapshots": _first(stored, "snapshots") or "snapshots"},
-    ))
+    # Each event goes to its connection's workspace: its workflows and its connection of each app.
+    deriver = Deriver(store, clients, on_jobs=wake_workers, config=DeriverConfig())
     runner = ActionRunner(connections, store, on_segment_changed=deriver.on_segment_changed)
     limiter = limiter_for(store)
     for index in range(options.workers):

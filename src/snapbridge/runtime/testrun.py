@@ -30,8 +30,11 @@ class StepResult:
 
 async def execute_test_run(plan: Plan, event: Event, profile: CustomerProfile | None, connections: Connections,
                    *, connection_for: dict[str, str] | None = None) -> list[StepResult]:
-    """Run the plan's steps in order; a failed step stops the run, as it would hold back the pipeline's."""
-    names = connection_for or {}
+    """Run the plan's steps in order; a failed step stops the run, as it would hold back the pipeline's.
+
+    `connection_for` maps each app to the connection to use (the caller's workspace's); an app it does not
+    name fails its step. Without it, a step uses the connection named after its app (the CLI's default).
+    """
     outputs: dict[str, object] = {}
     results: list[StepResult] = []
     for step in plan.steps:
@@ -48,7 +51,11 @@ async def execute_test_run(plan: Plan, event: Event, profile: CustomerProfile | 
                                       output=dict(resolved.input)))
             continue
         op = get_action(step.action)
-        name = names.get(op.app, op.app)
+        name = op.app if connection_for is None else connection_for.get(op.app)
+        if name is None:
+            results.append(StepResult(step.step_id, step.action, "failed",
+                                      f"no {op.app} connection: add one, then test again"))
+            break
         try:
             _record, credential, http = await connections.get(name)
             result = await run_action(op, resolved.input, http=http, credential=credential,

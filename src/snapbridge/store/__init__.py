@@ -1,9 +1,10 @@
 """The durable store and queue (SQLite embedded, PostgreSQL to scale out): schema, migrations, Store."""
 
-from snapbridge.store.connections import ConnectionRecord, ConnectionStore
+from snapbridge.store.connections import ConnectionRecord, ConnectionRoute, ConnectionStore
 from snapbridge.store.engine import is_sqlite, open_engine
 from snapbridge.store.migrations import MIGRATIONS, Migration, applied_versions, migrate
 from snapbridge.store.models import (
+    DEFAULT_WORKSPACE,
     AttemptOutcome,
     AttemptRecord,
     AttemptRow,
@@ -45,7 +46,9 @@ __all__ = [
     "BucketState",
     "ClaimedJob",
     "ConnectionRecord",
+    "ConnectionRoute",
     "ConnectionStore",
+    "DEFAULT_WORKSPACE",
     "DeadLetter",
     "EventMark",
     "EventSource",

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from snapbridge.store.models import ClaimedJob, InsertResult, JobStatus, NewJob, NewRun, RunStatus
 from snapbridge.store.rows import WHEN, aware, chunks, is_postgres, json_dict, param, per_dialect, utc
-from snapbridge.store.schema import inbound_events, jobs, runs
+from snapbridge.store.schema import in_workspace, inbound_events, jobs, runs
 
 __all__ = ["ACTIVE", "claim", "counts", "create_runs", "enqueue", "lock_key", "next_due_at"]
 
@@ -147,6 +147,7 @@ def _run_values(run: NewRun) -> dict[str, object]:
         "workflow_name": run.workflow_name, "inbound_event_id": run.inbound_event_id,
         "event_type": run.event_type, "customer_key": run.customer_key, "status": RunStatus.PENDING.value,
         "created_at": utc(run.created_at), "finished_at": None, "payload_pruned": False,
+        "workspace_id": run.workspace_id,
     }
 
 
@@ -259,12 +260,16 @@ def next_due_at(conn: Connection) -> datetime | None:
     return min(found) if found else None
 
 
-def counts(conn: Connection) -> dict[str, int]:
-    """Jobs by status (every status present), and `events_received`: inbound events not yet derived."""
+def counts(conn: Connection, workspace: int | None = None) -> dict[str, int]:
+    """Jobs by status (every status present), and `events_received`: inbound events not yet derived; of one
+    workspace (its runs' jobs, its connections' events) or, with None, of all."""
     found = {status.value: 0 for status in JobStatus}
-    for status, number in conn.execute(sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status)):
+    by_status = sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status)
+    waiting = sa.select(sa.func.count()).select_from(inbound_events).where(inbound_events.c.status == "received")
+    if workspace is not None:
+        by_status = by_status.where(jobs.c.run_id.in_(sa.select(runs.c.id).where(runs.c.workspace_id == workspace)))
+        waiting = waiting.where(in_workspace(inbound_events.c.connection, workspace))
+    for status, number in conn.execute(by_status):
         found[status] = number
-    found["events_received"] = conn.execute(
-        sa.select(sa.func.count()).select_from(inbound_events).where(inbound_events.c.status == "received")
-    ).scalar_one()
+    found["events_received"] = conn.execute(waiting).scalar_one()
     return found

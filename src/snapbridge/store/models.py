@@ -13,6 +13,7 @@ __all__ = [
     "AttemptRow",
     "BucketState",
     "ClaimedJob",
+    "DEFAULT_WORKSPACE",
     "DeadLetter",
     "EventMark",
     "EventSource",
@@ -37,6 +38,9 @@ __all__ = [
     "UsageWindow",
     "WorkflowRecord",
 ]
+
+# The workspace of everything made before workspaces existed, and of what the CLI makes by default.
+DEFAULT_WORKSPACE = 1
 
 
 class EventSource(StrEnum):
@@ -149,6 +153,7 @@ class WorkflowRecord:
     created_at: datetime
     updated_at: datetime
     id: int | None = None
+    workspace_id: int = 1
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,7 @@ class NewRun:
     event_type: str
     customer_key: str
     created_at: datetime
+    workspace_id: int = 1  # the workflow's
 
 
 @dataclass(frozen=True)

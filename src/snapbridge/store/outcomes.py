@@ -236,12 +236,13 @@ def replay(
     all_dead: bool,
     from_start: bool,
     now: datetime,
+    workspace: int | None = None,
 ) -> int:
     """Queue matching dead letters again (filters combine; `all_dead` alone takes all); returns how many.
 
     The jobs keep their idempotency keys, so a write that did happen is not doubled. The run's cancelled later
     steps are queued again; with `from_start`, every step of the run is, and outputs filled from earlier steps
-    are cleared so they are filled afresh.
+    are cleared so they are filled afresh. `workspace` limits every filter to that workspace's runs.
     """
     now = utc(now)
     where: list[sa.ColumnElement[bool]] = []
@@ -253,6 +254,8 @@ def replay(
         where.append(jobs.c.run_id.in_(sa.select(runs.c.id).where(runs.c.workflow_name == workflow)))
     if not where and not all_dead:
         raise InvalidInput("say which dead letters to replay: job ids, run ids, a workflow, or all")
+    if workspace is not None:
+        where.append(jobs.c.run_id.in_(sa.select(runs.c.id).where(runs.c.workspace_id == workspace)))
     dead = conn.execute(
         sa.select(jobs.c.id, jobs.c.run_id, jobs.c.step_index)
         .where(jobs.c.status == JobStatus.DEAD.value, *where)

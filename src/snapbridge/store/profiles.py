@@ -9,9 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from snapbridge.store.models import Profile, WorkflowRecord
+from snapbridge.store.models import DEFAULT_WORKSPACE, Profile, WorkflowRecord
 from snapbridge.store.rows import InsertFn, aware, aware_or_none, chunks, is_postgres, json_dict, per_dialect, utc
-from snapbridge.store.schema import customer_profiles, workflows
+from snapbridge.store.schema import customer_profiles, in_workspace, workflows
 
 __all__ = [
     "delete_workflow",
@@ -39,7 +39,8 @@ def _save_profile(insert: InsertFn) -> sa.Insert:
 def _save_workflow(insert: InsertFn) -> sa.Insert:
     stmt = insert(workflows)
     changed = {name: stmt.excluded[name] for name in ("source_yaml", "enabled", "updated_at")}
-    return stmt.on_conflict_do_update(index_elements=["name"], set_=changed).returning(*workflows.c)
+    return stmt.on_conflict_do_update(index_elements=["workspace_id", "name"], set_=changed).returning(
+        *workflows.c)
 
 
 _SAVE_PROFILE = per_dialect(_save_profile)
@@ -94,7 +95,7 @@ SCAN_ROWS = 500  # rows read per query while filling a page; the segment filter 
 
 def list_profiles(
     conn: Connection, *, segment: str | None = None, search: str | None = None, limit: int = 100,
-    after_id: int | None = None,
+    after_id: int | None = None, workspace: int | None = None,
 ) -> list[Profile]:
     """Profiles in id order after `after_id`: `search` matches email or name (any case), `segment` one of the
     profile's segments. The segment test runs in Python because SQLite and PostgreSQL query JSON differently."""
@@ -103,6 +104,8 @@ def list_profiles(
     segment = segment or None
     table = customer_profiles
     where: list[sa.ColumnElement[bool]] = []
+    if workspace is not None:
+        where.append(in_workspace(table.c.connection, workspace))
     term = (search or "").strip().lower()
     if term:
         where.append(sa.or_(sa.func.lower(table.c.email).contains(term, autoescape=True),
@@ -144,37 +147,47 @@ def _workflow(row: sa.Row[Any]) -> WorkflowRecord:
     m = row._mapping
     return WorkflowRecord(
         id=m["id"], name=m["name"], source_yaml=m["source_yaml"], enabled=bool(m["enabled"]),
-        created_at=aware(m["created_at"]), updated_at=aware(m["updated_at"]),
+        created_at=aware(m["created_at"]), updated_at=aware(m["updated_at"]), workspace_id=m["workspace_id"],
     )
 
 
+def _named(name: str, workspace: int) -> tuple[sa.ColumnElement[bool], ...]:
+    return (workflows.c.workspace_id == workspace, workflows.c.name == name)
+
+
 def save_workflow(
-    conn: Connection, name: str, source_yaml: str, *, enabled: bool, now: datetime
+    conn: Connection, name: str, source_yaml: str, *, enabled: bool, now: datetime,
+    workspace: int = DEFAULT_WORKSPACE,
 ) -> WorkflowRecord:
-    """Install or replace the workflow called `name`; its creation time is kept."""
+    """Install or replace the workspace's workflow called `name`; its creation time is kept."""
     values = {"name": name, "source_yaml": source_yaml, "enabled": enabled, "created_at": utc(now),
-              "updated_at": utc(now)}
+              "updated_at": utc(now), "workspace_id": workspace}
     return _workflow(conn.execute(_SAVE_WORKFLOW[conn.dialect.name], values).one())
 
 
-def get_workflow(conn: Connection, name: str) -> WorkflowRecord | None:
-    row = conn.execute(sa.select(workflows).where(workflows.c.name == name)).first()
+def get_workflow(conn: Connection, name: str, *, workspace: int = DEFAULT_WORKSPACE) -> WorkflowRecord | None:
+    row = conn.execute(sa.select(workflows).where(*_named(name, workspace))).first()
     return _workflow(row) if row else None
 
 
-def list_workflows(conn: Connection, *, enabled_only: bool = False) -> list[WorkflowRecord]:
-    stmt = sa.select(workflows).order_by(workflows.c.name)
+def list_workflows(conn: Connection, *, enabled_only: bool = False, workspace: int | None = None
+                   ) -> list[WorkflowRecord]:
+    """The workspace's workflows by name (None: every workspace's, for the pipeline and the operator)."""
+    stmt = sa.select(workflows).order_by(workflows.c.name, workflows.c.workspace_id)
     if enabled_only:
         stmt = stmt.where(workflows.c.enabled.is_(True))
+    if workspace is not None:
+        stmt = stmt.where(workflows.c.workspace_id == workspace)
     return [_workflow(row) for row in conn.execute(stmt)]
 
 
-def delete_workflow(conn: Connection, name: str) -> bool:
-    return conn.execute(workflows.delete().where(workflows.c.name == name)).rowcount > 0
+def delete_workflow(conn: Connection, name: str, *, workspace: int = DEFAULT_WORKSPACE) -> bool:
+    return conn.execute(workflows.delete().where(*_named(name, workspace))).rowcount > 0
 
 
-def set_workflow_enabled(conn: Connection, name: str, *, enabled: bool, now: datetime) -> bool:
+def set_workflow_enabled(conn: Connection, name: str, *, enabled: bool, now: datetime,
+                         workspace: int = DEFAULT_WORKSPACE) -> bool:
     result = conn.execute(
-        workflows.update().where(workflows.c.name == name).values(enabled=enabled, updated_at=utc(now))
+        workflows.update().where(*_named(name, workspace)).values(enabled=enabled, updated_at=utc(now))
     )
     return result.rowcount > 0

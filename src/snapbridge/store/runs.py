@@ -35,9 +35,13 @@ def list_runs(
     until: datetime | None = None,
     before_id: int | None = None,
     limit: int = 50,
+    workspace: int | None = None,
 ) -> list[RunSummary]:
-    """Runs newest first, created at or after `since` and before `until`; `before_id` pages back from a run id."""
+    """Runs newest first, created at or after `since` and before `until`; `before_id` pages back from a run id.
+    `workspace`: only that workspace's runs (None: every workspace's)."""
     stmt = sa.select(runs).order_by(runs.c.id.desc()).limit(limit)
+    if workspace is not None:
+        stmt = stmt.where(runs.c.workspace_id == workspace)
     if status is not None:
         wanted = sorted({status} if isinstance(status, RunStatus) else set(status))
         # Literal values, so the planners can use the partial index when asked for failed and dead runs.
@@ -89,9 +93,13 @@ def _summary(row: sa.Row[Any], totals: tuple[int, int, int], error: str | None) 
     )
 
 
-def run_detail(conn: Connection, run_id: int) -> RunDetail | None:
-    """One run with each step (job) and each step's attempts, oldest first."""
-    row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+def run_detail(conn: Connection, run_id: int, *, workspace: int | None = None) -> RunDetail | None:
+    """One run with each step (job) and each step's attempts, oldest first; None when the run is not the
+    workspace's."""
+    stmt = sa.select(runs).where(runs.c.id == run_id)
+    if workspace is not None:
+        stmt = stmt.where(runs.c.workspace_id == workspace)
+    row = conn.execute(stmt).first()
     if row is None:
         return None
     steps_query = sa.select(jobs).where(jobs.c.run_id == run_id).order_by(jobs.c.step_index, jobs.c.id)
@@ -131,10 +139,13 @@ def _step(row: sa.Row[Any], log: tuple[AttemptRow, ...]) -> StepDetail:
 
 def _dead_where(
     *, workflow: str | None, connection: str | None, reason: str | None, since: datetime | None,
-    until: datetime | None,
+    until: datetime | None, workspace: int | None,
 ) -> list[sa.ColumnElement[bool]]:
-    """Dead jobs of a workflow, on a connection, whose reason holds `reason` (any case), dead in [since, until)."""
+    """Dead jobs of a workflow, on a connection, whose reason holds `reason` (any case), dead in [since, until),
+    of a workspace's runs."""
     where: list[sa.ColumnElement[bool]] = [jobs.c.status == JobStatus.DEAD.value]
+    if workspace is not None:
+        where.append(runs.c.workspace_id == workspace)
     if workflow is not None:
         where.append(runs.c.workflow_name == workflow)
     if connection is not None:
@@ -153,9 +164,11 @@ def _dead_where(
 def dead_letters(
     conn: Connection, limit: int = 100, *, workflow: str | None = None, connection: str | None = None,
     reason: str | None = None, since: datetime | None = None, until: datetime | None = None,
+    workspace: int | None = None,
 ) -> list[DeadLetter]:
     """Dead jobs, most recent first, with the reason they died; the filters combine."""
-    where = _dead_where(workflow=workflow, connection=connection, reason=reason, since=since, until=until)
+    where = _dead_where(workflow=workflow, connection=connection, reason=reason, since=since, until=until,
+                        workspace=workspace)
     rows = conn.execute(
         sa.select(jobs, runs.c.workflow_name, runs.c.customer_key)
         .join(runs, runs.c.id == jobs.c.run_id)
@@ -176,9 +189,10 @@ def dead_letters(
 
 def dead_letter_ids(
     conn: Connection, *, workflow: str | None = None, connection: str | None = None, reason: str | None = None,
-    since: datetime | None = None, until: datetime | None = None,
+    since: datetime | None = None, until: datetime | None = None, workspace: int | None = None,
 ) -> list[int]:
     """The ids of every dead job the filters match, in id order (what a replay of the filter takes)."""
-    where = _dead_where(workflow=workflow, connection=connection, reason=reason, since=since, until=until)
+    where = _dead_where(workflow=workflow, connection=connection, reason=reason, since=since, until=until,
+                        workspace=workspace)
     stmt = sa.select(jobs.c.id).join(runs, runs.c.id == jobs.c.run_id).where(*where).order_by(jobs.c.id)
     return [int(job_id) for job_id in conn.execute(stmt).scalars()]

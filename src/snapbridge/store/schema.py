@@ -9,6 +9,7 @@ __all__ = [
     "attempts",
     "connections",
     "customer_profiles",
+    "in_workspace",
     "inbound_events",
     "jobs",
     "metadata",
@@ -19,6 +20,7 @@ __all__ = [
     "usage",
     "users",
     "workflows",
+    "workspaces",
 ]
 
 metadata = sa.MetaData()
@@ -29,6 +31,22 @@ When = sa.DateTime(timezone=True)
 ACTIVE_JOB = sa.text("status IN ('queued', 'leased')")
 LEASED_JOB = sa.text("status IN ('leased')")
 PROBLEM_RUN = sa.text("status IN ('failed', 'dead')")
+
+
+def _workspace_column() -> sa.Column[int]:
+    # Not a foreign key: SQLite cannot add a referencing column with a default to an existing table.
+    return sa.Column("workspace_id", Id, nullable=False, server_default="1")
+
+
+# A team's own space: its users, connections and workflows, and so its runs, customers and usage.
+workspaces = sa.Table(
+    "workspaces",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("created_at", When, nullable=False),
+    sa.UniqueConstraint("name", name="uq_workspaces_name"),
+)
 
 # One row per connected account. Credentials are vault ciphertexts bound to the row's name, never plain text.
 connections = sa.Table(
@@ -44,6 +62,7 @@ connections = sa.Table(
     sa.Column("options", sa.JSON, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    _workspace_column(),
 )
 
 # Every webhook or polled record, stored before it is answered; the dedupe key makes a repeat a no-op.
@@ -88,7 +107,7 @@ customer_profiles = sa.Table(
     sa.UniqueConstraint("connection", "email", name="uq_customer_profiles_connection_email"),
 )
 
-# Installed workflows, kept as the YAML the user wrote.
+# Installed workflows, kept as the YAML the user wrote; a name is unique within its workspace.
 workflows = sa.Table(
     "workflows",
     metadata,
@@ -98,7 +117,8 @@ workflows = sa.Table(
     sa.Column("enabled", sa.Boolean, nullable=False),
     sa.Column("created_at", When, nullable=False),
     sa.Column("updated_at", When, nullable=False),
-    sa.UniqueConstraint("name", name="uq_workflows_name"),
+    _workspace_column(),
+    sa.UniqueConstraint("workspace_id", "name", name="uq_workflows_workspace_name"),
 )
 
 # One run per workflow per inbound event: the unique pair lets a re-derivation find its earlier run.
@@ -114,10 +134,12 @@ runs = sa.Table(
     sa.Column("created_at", When, nullable=False),
     sa.Column("finished_at", When, nullable=True),
     sa.Column("payload_pruned", sa.Boolean, nullable=False),
+    _workspace_column(),
     sa.UniqueConstraint("inbound_event_id", "workflow_name", name="uq_runs_event_workflow"),
     # Runs that need a look (`snapbridge runs --failed`): few among many, so a partial index.
     sa.Index("ix_runs_problems_id", "id", postgresql_where=PROBLEM_RUN, sqlite_where=PROBLEM_RUN),
     sa.Index("ix_runs_customer_key", "customer_key"),
+    sa.Index("ix_runs_workspace_id_id", "workspace_id", "id"),
 )
 
 # One job per planned step: a small state machine with a lease, a fencing token and two keys.
@@ -220,6 +242,7 @@ users = sa.Table(
     sa.Column("failed_logins", sa.Integer, nullable=False),
     sa.Column("locked_until", When, nullable=True),
     sa.Column("created_at", When, nullable=False),
+    _workspace_column(),
     sa.UniqueConstraint("username", name="uq_users_username"),
 )
 
@@ -246,3 +269,8 @@ sessions = sa.Table(
     sa.Column("created_at", When, nullable=False),
     sa.Column("expires_at", When, nullable=False),
 )
+
+
+def in_workspace(column: sa.ColumnElement[str], workspace: int) -> sa.ColumnElement[bool]:
+    """`column` names one of the workspace's connections (profiles, events, usage are kept by connection)."""
+    return column.in_(sa.select(connections.c.name).where(connections.c.workspace_id == workspace))

@@ -19,8 +19,10 @@ from snapbridge.errors import StoreUnavailable
 from snapbridge.store import buckets, events, jobs, profiles, retention, usage
 from snapbridge.store import outcomes as outcomes_
 from snapbridge.store import runs as history
+from snapbridge.store.connections import ConnectionRoute, list_routes
 from snapbridge.store.engine import IMMEDIATE, RELAXED, take_over_sqlite_transactions
 from snapbridge.store.models import (
+    DEFAULT_WORKSPACE,
     AttemptRecord,
     BucketState,
     ClaimedJob,
@@ -110,7 +112,11 @@ class Tx:
         return profiles.save_profile(self._conn, profile)
 
     def list_workflows(self, *, enabled_only: bool = False) -> list[WorkflowRecord]:
+        """Every workspace's (the caller routes them by `workspace_id`)."""
         return profiles.list_workflows(self._conn, enabled_only=enabled_only)
+
+    def connection_routes(self) -> list[ConnectionRoute]:
+        return list_routes(self._conn)
 
     def lock_key(self, ordering_key: str) -> None:
         """Take turns with other processes' derivers on this key (PostgreSQL); call before get_profile."""
@@ -242,33 +248,45 @@ class Store:
             return profiles.get_profiles(conn, keys)
 
     def list_profiles(self, *, segment: str | None = None, search: str | None = None, limit: int = 100,
-                      after_id: int | None = None) -> list[Profile]:
+                      after_id: int | None = None, workspace: int | None = None) -> list[Profile]:
         """A page of customer profiles in id order; pass the last id as `after_id` for the next page."""
         with self._read("list customer profiles") as conn:
-            return profiles.list_profiles(conn, segment=segment, search=search, limit=limit, after_id=after_id)
+            return profiles.list_profiles(conn, segment=segment, search=search, limit=limit, after_id=after_id,
+                                          workspace=workspace)
 
     # workflows
 
-    def save_workflow(self, name: str, source_yaml: str, *, enabled: bool = True,
-                      now: datetime | None = None) -> WorkflowRecord:
+    # A workflow is named within its workspace; the CLI works in the default one.
+
+    def save_workflow(self, name: str, source_yaml: str, *, enabled: bool = True, now: datetime | None = None,
+                      workspace: int = DEFAULT_WORKSPACE) -> WorkflowRecord:
         with self._write(f"save workflow {name!r}") as conn:
-            return profiles.save_workflow(conn, name, source_yaml, enabled=enabled, now=now or self._clock())
+            return profiles.save_workflow(conn, name, source_yaml, enabled=enabled, now=now or self._clock(),
+                                          workspace=workspace)
 
-    def get_workflow(self, name: str) -> WorkflowRecord | None:
+    def get_workflow(self, name: str, *, workspace: int = DEFAULT_WORKSPACE) -> WorkflowRecord | None:
         with self._read(f"read workflow {name!r}") as conn:
-            return profiles.get_workflow(conn, name)
+            return profiles.get_workflow(conn, name, workspace=workspace)
 
-    def list_workflows(self, *, enabled_only: bool = False) -> list[WorkflowRecord]:
+    def connection_routes(self) -> list[ConnectionRoute]:
+        """Every connection's name, app and workspace (no secrets): what the deriver routes events by."""
+        with self._read("list connections") as conn:
+            return list_routes(conn)
+
+    def list_workflows(self, *, enabled_only: bool = False, workspace: int | None = None) -> list[WorkflowRecord]:
+        """One workspace's workflows, or with None every workspace's."""
         with self._read("list workflows") as conn:
-            return profiles.list_workflows(conn, enabled_only=enabled_only)
+            return profiles.list_workflows(conn, enabled_only=enabled_only, workspace=workspace)
 
-    def set_workflow_enabled(self, name: str, *, enabled: bool, now: datetime | None = None) -> bool:
+    def set_workflow_enabled(self, name: str, *, enabled: bool, now: datetime | None = None,
+                             workspace: int = DEFAULT_WORKSPACE) -> bool:
         with self._write(f"update workflow {name!r}") as conn:
-            return profiles.set_workflow_enabled(conn, name, enabled=enabled, now=now or self._clock())
+            return profiles.set_workflow_enabled(conn, name, enabled=enabled, now=now or self._clock(),
+                                                 workspace=workspace)
 
-    def delete_workflow(self, name: str) -> bool:
+    def delete_workflow(self, name: str, *, workspace: int = DEFAULT_WORKSPACE) -> bool:
         with self._write(f"delete workflow {name!r}") as conn:
-            return profiles.delete_workflow(conn, name)
+            return profiles.delete_workflow(conn, name, workspace=workspace)
 
     # queue
 
@@ -302,21 +320,24 @@ class Store:
         """Back to the queue untried (shutdown); the claim does not count as an attempt."""
         return self.settle([JobReleased(job)], now=now)[0]
 
+    # History and replay take `workspace` to see only that workspace's runs (None: every workspace's).
+
     def replay(self, *, job_ids: Sequence[int] | None = None, run_ids: Sequence[int] | None = None,
                workflow: str | None = None, all_dead: bool = False, from_start: bool = False,
-               now: datetime | None = None) -> int:
+               now: datetime | None = None, workspace: int | None = None) -> int:
         with self._write("replay dead letters") as conn:
             return outcomes_.replay(conn, job_ids=job_ids, run_ids=run_ids, workflow=workflow,
-                                   all_dead=all_dead, from_start=from_start, now=now or self._clock())
+                                   all_dead=all_dead, from_start=from_start, now=now or self._clock(),
+                                   workspace=workspace)
 
     def replay_matching(self, *, workflow: str | None = None, connection: str | None = None,
                         reason: str | None = None, since: datetime | None = None, until: datetime | None = None,
-                        from_start: bool = False, now: datetime | None = None) -> int:
+                        from_start: bool = False, now: datetime | None = None, workspace: int | None = None) -> int:
         """Replay every dead letter the filters match (as `dead_letters` filters), in one transaction."""
         at = now or self._clock()
         with self._write("replay dead letters") as conn:
             ids = history.dead_letter_ids(conn, workflow=workflow, connection=connection, reason=reason,
-                                          since=since, until=until)
+                                          since=since, until=until, workspace=workspace)
             return sum(outcomes_.replay(conn, job_ids=part, run_ids=None, workflow=None, all_dead=False,
                                         from_start=from_start, now=at) for part in chunks(ids))
 
@@ -324,31 +345,31 @@ class Store:
         with self._read("read the queue") as conn:
             return jobs.next_due_at(conn)
 
-    def counts(self) -> dict[str, int]:
+    def counts(self, *, workspace: int | None = None) -> dict[str, int]:
         with self._read("count jobs") as conn:
-            return jobs.counts(conn)
+            return jobs.counts(conn, workspace)
 
     # history
 
     def runs(self, *, status: RunStatus | Collection[RunStatus] | None = None, workflow: str | None = None,
              customer: str | None = None, since: datetime | None = None, until: datetime | None = None,
-             before_id: int | None = None, limit: int = 50) -> list[RunSummary]:
+             before_id: int | None = None, limit: int = 50, workspace: int | None = None) -> list[RunSummary]:
         """Newest first; created in [since, until)."""
         with self._read("list runs") as conn:
             return history.list_runs(conn, status=status, workflow=workflow, customer=customer, since=since,
-                                     until=until, before_id=before_id, limit=limit)
+                                     until=until, before_id=before_id, limit=limit, workspace=workspace)
 
-    def run_detail(self, run_id: int) -> RunDetail | None:
+    def run_detail(self, run_id: int, *, workspace: int | None = None) -> RunDetail | None:
         with self._read(f"read run {run_id}") as conn:
-            return history.run_detail(conn, run_id)
+            return history.run_detail(conn, run_id, workspace=workspace)
 
     def dead_letters(self, limit: int = 100, *, workflow: str | None = None, connection: str | None = None,
                      reason: str | None = None, since: datetime | None = None,
-                     until: datetime | None = None) -> list[DeadLetter]:
+                     until: datetime | None = None, workspace: int | None = None) -> list[DeadLetter]:
         """Newest first; `reason` is part of the reason (any case); died in [since, until)."""
         with self._read("list dead letters") as conn:
             return history.dead_letters(conn, limit, workflow=workflow, connection=connection, reason=reason,
-                                        since=since, until=until)
+                                        since=since, until=until, workspace=workspace)
 
     # rate limits and usage
 
@@ -391,9 +412,9 @@ class Store:
         with self._write("record usage", relaxed=True) as conn:
             usage.record_usage(conn, samples)
 
-    def usage(self, connection: str | None, since: datetime) -> list[UsageWindow]:
+    def usage(self, connection: str | None, since: datetime, *, workspace: int | None = None) -> list[UsageWindow]:
         with self._read("read usage") as conn:
-            return usage.usage_since(conn, connection, since)
+            return usage.usage_since(conn, connection, since, workspace=workspace)
 
     # retention and wake-ups
 

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 
 from snapbridge.store.models import UsageSample, UsageWindow
 from snapbridge.store.rows import InsertFn, aware, per_dialect, utc
-from snapbridge.store.schema import usage
+from snapbridge.store.schema import in_workspace, usage
 
 __all__ = ["minute", "record_usage", "summarise", "usage_since"]
 
@@ -63,9 +63,13 @@ def _window(row: sa.Row[Any]) -> UsageWindow:
     )
 
 
-def usage_since(conn: Connection, connection: str | None, since: datetime) -> list[UsageWindow]:
-    """Minutes from `since` on (the minute holding it included), oldest first; every connection if None."""
+def usage_since(conn: Connection, connection: str | None, since: datetime, *, workspace: int | None = None
+                ) -> list[UsageWindow]:
+    """Minutes from `since` on (the minute holding it included), oldest first; every connection if None (of
+    the workspace, if one is given)."""
     stmt = sa.select(usage).where(usage.c.window_start >= minute(since))
+    if workspace is not None:
+        stmt = stmt.where(in_workspace(usage.c.connection, workspace))
     if connection is not None:
         stmt = stmt.where(usage.c.connection == connection)
     return [_window(row) for row in conn.execute(stmt.order_by(usage.c.window_start, usage.c.connection))]

@@ -11,8 +11,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from snapbridge.errors import InvalidInput, StoreUnavailable
+from snapbridge.store.models import DEFAULT_WORKSPACE
 from snapbridge.store.rows import unavailable
-from snapbridge.store.schema import api_tokens, sessions, users
+from snapbridge.store.schema import api_tokens, sessions, users, workspaces
 
 __all__ = ["ApiTokenRecord", "UserRecord", "UserStore"]
 
@@ -31,13 +32,14 @@ class UserRecord:
     failed_logins: int
     locked_until: datetime | None
     created_at: datetime
+    workspace_id: int = DEFAULT_WORKSPACE
 
     @classmethod
     def from_row(cls, row: sa.Row[Any]) -> UserRecord:
         m = row._mapping
         return cls(id=m["id"], username=m["username"], password_hash=m["password_hash"], role=m["role"],
                    failed_logins=m["failed_logins"], locked_until=_aware(m["locked_until"]),
-                   created_at=_aware(m["created_at"]) or datetime.now(UTC))
+                   created_at=_aware(m["created_at"]) or datetime.now(UTC), workspace_id=m["workspace_id"])
 
 
 @dataclass(frozen=True)
@@ -85,10 +87,11 @@ class UserStore:
         rows = self._read("count users", sa.select(sa.func.count()).select_from(users))
         return int(rows[0][0])
 
-    def create_user(self, username: str, password_hash: str, role: str, *, now: datetime) -> UserRecord:
+    def create_user(self, username: str, password_hash: str, role: str, *, now: datetime,
+                    workspace: int = DEFAULT_WORKSPACE) -> UserRecord:
         self._write(f"create user {username!r}", users.insert().values(
             username=username, password_hash=password_hash, role=role, failed_logins=0, locked_until=None,
-            created_at=now))
+            created_at=now, workspace_id=workspace))
         user = self.user_by_name(username)
         if user is None:  # pragma: no cover - just written in the same database
             raise StoreUnavailable(f"cannot read back user {username!r}")
@@ -101,6 +104,32 @@ class UserStore:
     def user(self, user_id: int) -> UserRecord | None:
         rows = self._read("read a user", sa.select(users).where(users.c.id == user_id))
         return UserRecord.from_row(rows[0]) if rows else None
+
+    def all_users(self) -> list[UserRecord]:
+        rows = self._read("list users", sa.select(users).order_by(users.c.workspace_id, users.c.username))
+        return [UserRecord.from_row(r) for r in rows]
+
+    def users_of(self, workspace: int) -> list[UserRecord]:
+        rows = self._read("list users", sa.select(users).where(users.c.workspace_id == workspace)
+                          .order_by(users.c.username))
+        return [UserRecord.from_row(r) for r in rows]
+
+    # workspaces
+
+    def create_workspace(self, name: str, *, now: datetime) -> int:
+        self._write(f"create workspace {name!r}", workspaces.insert().values(name=name, created_at=now))
+        found = self.workspace_id(name)
+        if found is None:  # pragma: no cover - just written in the same database
+            raise StoreUnavailable(f"cannot read back workspace {name!r}")
+        return found
+
+    def workspace_id(self, name: str) -> int | None:
+        rows = self._read("read a workspace", sa.select(workspaces.c.id).where(workspaces.c.name == name))
+        return int(rows[0][0]) if rows else None
+
+    def workspace_name(self, workspace: int) -> str | None:
+        rows = self._read("read a workspace", sa.select(workspaces.c.name).where(workspaces.c.id == workspace))
+        return str(rows[0][0]) if rows else None
 
     def record_failure(self, user_id: int, failures: int, locked_until: datetime | None) -> None:
         self._write("record a failed sign-in", users.update().where(users.c.id == user_id).values(
@@ -135,7 +164,8 @@ class UserStore:
 
     def token_user(self, token_hash: str, *, now: datetime) -> tuple[ApiTokenRecord, UserRecord] | None:
         query = (sa.select(api_tokens, users.c.username, users.c.password_hash, users.c.role.label("user_role"),
-                           users.c.failed_logins, users.c.locked_until, users.c.created_at.label("user_created"))
+                           users.c.failed_logins, users.c.locked_until, users.c.created_at.label("user_created"),
+                           users.c.workspace_id)
                  .join(users, users.c.id == api_tokens.c.user_id)
                  .where(api_tokens.c.token_hash == token_hash))
         rows = self._read("read an API token", query)
@@ -145,7 +175,8 @@ class UserStore:
         token = ApiTokenRecord.from_row(rows[0])
         user = UserRecord(id=m["user_id"], username=m["username"], password_hash=m["password_hash"],
                           role=m["user_role"], failed_logins=m["failed_logins"],
-                          locked_until=_aware(m["locked_until"]), created_at=_aware(m["user_created"]) or now)
+                          locked_until=_aware(m["locked_until"]), created_at=_aware(m["user_created"]) or now,
+                          workspace_id=m["workspace_id"])
         self._write("mark an API token used", api_tokens.update().where(api_tokens.c.id == token.id).values(
             last_used_at=now))
         return token, user

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from snapbridge.errors import StoreUnavailable
-from snapbridge.store.migrations import m0001_connections, m0002_pipeline, m0003_users
+from snapbridge.store.migrations import m0001_connections, m0002_pipeline, m0003_users, m0004_workspaces
 
 __all__ = ["MIGRATIONS", "Migration", "applied_versions", "migrate"]
 
@@ -27,6 +27,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "connections", m0001_connections.apply),
     Migration(2, "pipeline", m0002_pipeline.apply),
     Migration(3, "users", m0003_users.apply),
+    Migration(4, "workspaces", m0004_workspaces.apply),
 )
 
 _ledger = sa.Table(

@@ -23,7 +23,7 @@ from snapbridge.security import (
     new_session_token,
     token_digest,
 )
-from snapbridge.store import ConnectionStore, Store, UserRecord, UserStore
+from snapbridge.store import DEFAULT_WORKSPACE, ConnectionStore, Store, UserRecord, UserStore
 
 __all__ = ["SESSION_COOKIE", "ApiProblem", "Principal", "WebContext"]
 
@@ -48,6 +48,7 @@ class Principal:
     user_id: int
     username: str
     role: Role
+    workspace_id: int
     session_token: str | None = field(default=None, repr=False)  # None for an API token
 
     @property
@@ -84,14 +85,14 @@ class WebContext:
             token, user = found
             # A token never has more power than its user has now.
             role = Role.ADMIN if token.role == Role.ADMIN and user.role == Role.ADMIN else Role.VIEWER
-            return Principal(user.id, user.username, role)
+            return Principal(user.id, user.username, role, user.workspace_id)
         session = request.cookies.get(SESSION_COOKIE)
         if not session:
             return None
         signed_in = self.users.session_user(token_digest(session), now=self.clock())
         if signed_in is None:
             return None
-        return Principal(signed_in.id, signed_in.username, Role(signed_in.role), session)
+        return Principal(signed_in.id, signed_in.username, Role(signed_in.role), signed_in.workspace_id, session)
 
     def csrf_for(self, principal: Principal) -> str:
         return csrf_token(principal.session_token, self.csrf_key) if principal.session_token else ""
@@ -114,12 +115,13 @@ class WebContext:
         hashed = self.passwords.hash(check_new_password(password))
         return self.users.create_user(name, hashed, Role.ADMIN, now=self.clock())
 
-    def create_user(self, username: str, password: str, role: Role) -> UserRecord:
+    def create_user(self, username: str, password: str, role: Role, *, workspace: int = DEFAULT_WORKSPACE
+                    ) -> UserRecord:
         name = check_username(username)
         if self.users.user_by_name(name) is not None:
             raise InvalidInput(f"user {name!r} already exists")
         return self.users.create_user(name, self.passwords.hash(check_new_password(password)), role,
-                                      now=self.clock())
+                                      now=self.clock(), workspace=workspace)
 
     def sign_in(self, username: str, password: str) -> str:
         """A new session token, or ApiProblem 401 (wrong name or password) / 423 (locked)."""

@@ -17,8 +17,8 @@ __all__ = [
     "ConnectionIn",
     "ConnectionOut",
     "ConnectionTest",
-    "CredentialIn",
     "Counts",
+    "CredentialIn",
     "CsvText",
     "CustomerOut",
     "DeadLetterOut",
@@ -32,11 +32,15 @@ __all__ = [
     "RequestOut",
     "RunDetailOut",
     "RunOut",
+    "RunTestOut",
+    "RunTestStepOut",
     "ScopeOut",
     "StepOut",
     "TemplateOut",
     "UsageOut",
     "UsageWindowOut",
+    "UserIn",
+    "UserOut",
     "WorkflowIn",
     "WorkflowOut",
 ]
@@ -297,6 +301,34 @@ class Counts(BaseModel):
     workflows_enabled: int
     connections: int
     dead_letters: int
+
+
+class RunTestStepOut(BaseModel):
+    step_id: str
+    action: str
+    status: str = Field(description="sent | replayed | skipped | local | failed")
+    detail: str
+    http_status: int | None = None
+
+
+class RunTestOut(BaseModel):
+    event_type: str
+    matched: bool
+    workflow: str
+    error: str | None = None
+    steps: list[RunTestStepOut]
+
+
+class UserIn(_In):
+    username: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=1, max_length=1000)
+    role: Literal["admin", "viewer"] = "viewer"
+
+
+class UserOut(BaseModel):
+    username: str
+    role: str
+    created_at: datetime
 
 
 class ApiTokenIn(_In):

@@ -73,6 +73,9 @@ def openapi_document(table: Sequence[Endpoint]) -> dict[str, Any]:
                            ("404", "not found"), ("413", "body too large"), ("422", "invalid input"),
                            ("503", "store unavailable")):
             responses[code] = {"description": text, "content": {"application/json": {"schema": error_ref}}}
+        if e.method == "POST" and e.body is not None:  # a name another object (maybe another team's) holds
+            responses["409"] = {"description": "conflict: the name is taken",
+                                "content": {"application/json": {"schema": error_ref}}}
         operation: dict[str, Any] = {"summary": e.summary, "operationId": f"{e.method.lower()}_{e.handler.__name__}",
                                      "parameters": params, "responses": responses}
         if e.body is not None:

@@ -9,9 +9,19 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from snapbridge.errors import AuthFailed, DeliveryError, InvalidInput, Retryable, SnapbridgeError
-from snapbridge.runtime import ConnectionReport, check_connection, new_webhook_secret
+from snapbridge.runtime import ConnectionReport, Connections, check_connection, execute_test_run, new_webhook_secret
 from snapbridge.security import Secret, Vault, redact_text
-from snapbridge.store import ConnectionRecord, ConnectionStore, Profile, RunStatus, WorkflowRecord
+from snapbridge.store import (
+    DEFAULT_WORKSPACE,
+    ConnectionRecord,
+    ConnectionStore,
+    DeadLetter,
+    Profile,
+    RunDetail,
+    RunStatus,
+    RunSummary,
+    WorkflowRecord,
+)
 from snapbridge.web.api.context import ApiProblem, WebContext
 from snapbridge.web.api.export import customer_out
 from snapbridge.web.api.models import (
@@ -25,6 +35,8 @@ from snapbridge.web.api.models import (
     DryRunOut,
     PlanOut,
     RequestOut,
+    RunTestOut,
+    RunTestStepOut,
     ScopeOut,
     TemplateOut,
     UsageOut,
@@ -153,8 +165,12 @@ def _sample_profile(event: Event) -> CustomerProfile | None:
 
 
 class Operations:
-    def __init__(self, ctx: WebContext) -> None:
+    """Everything here sees one workspace: another workspace's connection, workflow, run or dead letter is
+    "not found" (404), never "forbidden", so its existence is not told either."""
+
+    def __init__(self, ctx: WebContext, workspace: int = DEFAULT_WORKSPACE) -> None:
         self.ctx = ctx
+        self.workspace = workspace
 
     def _records(self) -> tuple[ConnectionStore, Vault]:
         if self.ctx.connections is None or self.ctx.vault is None:
@@ -166,7 +182,7 @@ class Operations:
     def connections(self) -> list[ConnectionOut]:
         if self.ctx.connections is None:
             return []
-        return [connection_out(r) for r in self.ctx.connections.list()]
+        return [connection_out(r) for r in self.ctx.connections.list(workspace=self.workspace)]
 
     def _base_url(self, app: str, given: str | None) -> str:
         settings = self.ctx.settings
@@ -189,7 +205,11 @@ class Operations:
         if report is None or not words.ok:
             return None, words
         name = body.name or body.app
-        existing = records.get(name)
+        existing = records.get(name, workspace=self.workspace)
+        if existing is None and records.get(name) is not None:
+            # Names are unique across workspaces (the queue and the rate limits are kept by name).
+            message = f"the connection name {name!r} is taken; choose another name"
+            raise ApiProblem(409, message, [{"path": "name", "message": message}])
         options: dict[str, object] = {ACCOUNT_OPTION[body.app]: report.account_id}
         stored_key: str | None
         if body.app == "gumroad":
@@ -202,15 +222,15 @@ class Operations:
         record = ConnectionRecord(
             name=name, app=body.app, base_url=base, credential=vault.encrypt(secret, bound_to=f"{name}:credential"),
             webhook_key=stored_key, account=report.account, scopes=report.held, options=options,
-            created_at=existing.created_at if existing else self.ctx.clock())
+            created_at=existing.created_at if existing else self.ctx.clock(), workspace_id=self.workspace)
         records.save(record)
         self._connections_changed()
-        saved = records.get(name)
+        saved = records.get(name, workspace=self.workspace)
         return connection_out(saved or record), words
 
     async def test_connection(self, name: str) -> ConnectionTest:
         records, vault = self._records()
-        record = records.get(name)
+        record = records.get(name, workspace=self.workspace)
         if record is None:
             raise ApiProblem(404, f"no connection {name!r}")
         secret = vault.decrypt(record.credential, bound_to=f"{name}:credential")
@@ -220,7 +240,7 @@ class Operations:
         """Test the new credential at the connection's own base URL; it replaces the stored one only when it
         reaches the same account with every required scope. Until then the old one stays in use."""
         records, vault = self._records()
-        record = records.get(name)
+        record = records.get(name, workspace=self.workspace)
         if record is None:
             raise ApiProblem(404, f"no connection {name!r}")
         if body.webhook_public_key and record.app != "snapshots":
@@ -244,7 +264,7 @@ class Operations:
             record, credential=vault.encrypt(secret, bound_to=f"{name}:credential"), webhook_key=webhook_key,
             account=report.account, scopes=report.held, options={**record.options, option: report.account_id}))
         self._connections_changed()
-        saved = records.get(name)
+        saved = records.get(name, workspace=self.workspace)
         # Workers re-read a connection's credential about once a minute (runtime.actions' credential cache).
         return connection_out(saved or record), words.model_copy(update={"message": (
             f"{words.message} The new credential replaced the old one; running workers switch to it within a "
@@ -252,7 +272,7 @@ class Operations:
 
     def remove_connection(self, name: str) -> None:
         records, _ = self._records()
-        if not records.remove(name):
+        if not records.remove(name, workspace=self.workspace):
             raise ApiProblem(404, f"no connection {name!r}")
         self._connections_changed()
 
@@ -264,20 +284,21 @@ class Operations:
     # workflows and templates
 
     def workflows(self) -> list[WorkflowOut]:
-        return [workflow_out(r) for r in self.ctx.store.list_workflows()]
+        return [workflow_out(r) for r in self.ctx.store.list_workflows(workspace=self.workspace)]
 
     def workflow(self, name: str) -> WorkflowOut:
-        record = self.ctx.store.get_workflow(name)
+        record = self.ctx.store.get_workflow(name, workspace=self.workspace)
         if record is None:
             raise ApiProblem(404, f"no workflow {name!r}")
         return workflow_out(record)
 
     def save_workflow(self, text: str) -> WorkflowOut:
         workflow = checked_workflow(text)
-        return workflow_out(self.ctx.store.save_workflow(workflow.name, text, enabled=workflow.enabled))
+        return workflow_out(self.ctx.store.save_workflow(workflow.name, text, enabled=workflow.enabled,
+                                                         workspace=self.workspace))
 
     def set_enabled(self, name: str, enabled: bool) -> WorkflowOut:
-        record = self.ctx.store.get_workflow(name)
+        record = self.ctx.store.get_workflow(name, workspace=self.workspace)
         if record is None:
             raise ApiProblem(404, f"no workflow {name!r}")
         text = record.source_yaml
@@ -288,10 +309,11 @@ class Operations:
         elif _NAME_LINE.search(text):
             text = _NAME_LINE.sub(lambda m: f"{m.group(0)}\n{line}", text, count=1)
         workflow = checked_workflow(text)
-        return workflow_out(self.ctx.store.save_workflow(name, text, enabled=workflow.enabled))
+        return workflow_out(self.ctx.store.save_workflow(name, text, enabled=workflow.enabled,
+                                                         workspace=self.workspace))
 
     def templates(self) -> list[TemplateOut]:
-        installed = {r.name for r in self.ctx.store.list_workflows()}
+        installed = {r.name for r in self.ctx.store.list_workflows(workspace=self.workspace)}
         out: list[TemplateOut] = []
         for name in template_names():
             workflow = load_template(name)
@@ -304,15 +326,13 @@ class Operations:
         if name not in template_names():
             raise ApiProblem(404, f"no template {name!r}; templates: {', '.join(template_names())}")
         workflow = load_template(name)
-        return workflow_out(self.ctx.store.save_workflow(workflow.name, template_text(name), enabled=workflow.enabled))
+        return workflow_out(self.ctx.store.save_workflow(workflow.name, template_text(name), enabled=workflow.enabled,
+                                                         workspace=self.workspace))
 
     def dry_run(self, text: str, sample: str | None) -> DryRunOut:
         workflow = checked_workflow(text).model_copy(update={"enabled": True})
+        event = self._sample_event(workflow, sample)
         kind = sample or workflow.trigger.events[0]
-        try:
-            event = event_spec(workflow.trigger.app, kind).sample_event()
-        except InvalidInput as exc:
-            raise ApiProblem(422, str(exc), [{"path": "sample", "message": str(exc)}]) from None
         plans = plan_event(event, _sample_profile(event), [workflow])
         settings = self.ctx.settings
         base_urls = {"gumroad": settings.gumroad_base_url, "snapshots": settings.snapshots_base_url,
@@ -337,18 +357,59 @@ class Operations:
                                              f"sample {kind} event; nothing would run\n")
         return DryRunOut(event_type=kind, matched=bool(plans), plans=out, text=text_out)
 
+    async def test_run(self, text: str, sample: str | None) -> RunTestOut:
+        """Plan the workflow for a sample event and send its steps now through this workspace's connections
+        (keys prefixed `test-`, so a repeated test is an API replay, never a second write); no history kept."""
+        records, vault = self._records()
+        workflow = checked_workflow(text).model_copy(update={"enabled": True})
+        event = self._sample_event(workflow, sample)
+        plans = plan_event(event, _sample_profile(event), [workflow])
+        if not plans:
+            return RunTestOut(event_type=event.type, matched=False, workflow=workflow.name, steps=[],
+                              error=f"the trigger or filter does not match the sample {event.type} event")
+        plan = plans[0]
+        if plan.error is not None:
+            return RunTestOut(event_type=event.type, matched=True, workflow=workflow.name, error=plan.error,
+                              steps=[])
+        own: dict[str, str] = {}
+        for record in records.list(workspace=self.workspace):
+            own.setdefault(record.app, record.name)
+        settings = self.ctx.settings
+        connections = Connections(records, vault, allowed_hosts=settings.allowed_hosts,
+                                  timeout=settings.http_timeout_seconds)
+        try:
+            results = await execute_test_run(plan, event, _sample_profile(event), connections, connection_for=own)
+        finally:
+            await connections.aclose()
+        return RunTestOut(event_type=event.type, matched=True, workflow=workflow.name, steps=[
+            RunTestStepOut(step_id=r.step_id, action=r.action, status=r.status, detail=r.detail,
+                           http_status=r.http_status) for r in results])
+
+    @staticmethod
+    def _sample_event(workflow: Workflow, sample: str | None) -> Event:
+        kind = sample or workflow.trigger.events[0]
+        try:
+            return event_spec(workflow.trigger.app, kind).sample_event()
+        except InvalidInput as exc:
+            raise ApiProblem(422, str(exc), [{"path": "sample", "message": str(exc)}]) from None
+
     # dead letters
+
+    def dead_letter_rows(self, wanted: DeadFilter, limit: int) -> list[DeadLetter]:
+        return self.ctx.store.dead_letters(limit, workflow=wanted.workflow, connection=wanted.connection,
+                                           reason=wanted.reason, since=wanted.since, until=wanted.until,
+                                           workspace=self.workspace)
 
     def dead_letters(self, wanted: DeadFilter, limit: int) -> list[DeadLetterOut]:
         return [DeadLetterOut(job_id=d.job_id, run_id=d.run_id, workflow=d.workflow_name, customer=d.customer_key,
                               step_id=d.step_id, action=d.action, connection=d.connection, attempts=d.attempts,
                               reason=d.reason, died_at=d.died_at)
-                for d in self.ctx.store.dead_letters(limit, workflow=wanted.workflow, connection=wanted.connection,
-                                                     reason=wanted.reason, since=wanted.since, until=wanted.until)]
+                for d in self.dead_letter_rows(wanted, limit)]
 
     def replay_one(self, job_id: int, *, from_trigger: bool) -> int:
         """Replay one dead letter: from its failed step, or every step of its run (same idempotency keys)."""
-        count = self.ctx.store.replay(job_ids=[job_id], from_start=from_trigger) if job_id < MAX_JOB_ID else 0
+        count = self.ctx.store.replay(job_ids=[job_id], from_start=from_trigger,
+                                      workspace=self.workspace) if job_id < MAX_JOB_ID else 0
         if count == 0:
             raise ApiProblem(404, "no such dead letter")
         return count
@@ -359,37 +420,59 @@ class Operations:
                                   "(replay-all takes every one)")
         return self.ctx.store.replay_matching(workflow=wanted.workflow, connection=wanted.connection,
                                               reason=wanted.reason, since=wanted.since, until=wanted.until,
-                                              from_start=from_trigger)
+                                              from_start=from_trigger, workspace=self.workspace)
+
+    def replay_all(self) -> int:
+        return self.ctx.store.replay(all_dead=True, workspace=self.workspace)
+
+    def runs(self, *, status: RunStatus | None = None, workflow: str | None = None, customer: str | None = None,
+             since: datetime | None = None, until: datetime | None = None, before_id: int | None = None,
+             limit: int = 50) -> list[RunSummary]:
+        return self.ctx.store.runs(status=status, workflow=workflow, customer=customer, since=since, until=until,
+                                   before_id=before_id, limit=limit, workspace=self.workspace)
+
+    def run_detail(self, run_id: int) -> RunDetail:
+        detail = self.ctx.store.run_detail(run_id, workspace=self.workspace) if run_id < MAX_JOB_ID else None
+        if detail is None:
+            raise ApiProblem(404, "no such run")
+        return detail
 
     # history and usage
 
+    def profiles(self, *, segment: str | None, search: str | None, limit: int, after_id: int | None
+                 ) -> list[Profile]:
+        return self.ctx.store.list_profiles(segment=segment, search=search, limit=limit, after_id=after_id,
+                                            workspace=self.workspace)
+
     def customers(self, *, segment: str | None, search: str | None, limit: int,
                   after_id: int | None) -> list[CustomerOut]:
-        found = self.ctx.store.list_profiles(segment=segment, search=search, limit=limit, after_id=after_id)
-        return [customer_out(p) for p in found]
+        return [customer_out(p) for p in self.profiles(segment=segment, search=search, limit=limit,
+                                                       after_id=after_id)]
 
     def all_customers(self, *, segment: str | None, search: str | None) -> Iterator[Profile]:
         """Every matching profile, read a page at a time."""
         after: int | None = None
         while True:
-            page = self.ctx.store.list_profiles(segment=segment, search=search, limit=EXPORT_PAGE, after_id=after)
+            page = self.profiles(segment=segment, search=search, limit=EXPORT_PAGE, after_id=after)
             yield from page
             if len(page) < EXPORT_PAGE:
                 return
             after = page[-1].id
 
     def counts(self) -> Counts:
-        store = self.ctx.store
-        runs = store.runs(limit=1000)
+        store, workspace = self.ctx.store, self.workspace
+        runs = store.runs(limit=1000, workspace=workspace)
         by_status = Counter(str(r.status) for r in runs)
-        workflows = store.list_workflows()
-        return Counts(jobs=store.counts(), runs={s.value: by_status.get(s.value, 0) for s in RunStatus},
+        workflows = store.list_workflows(workspace=workspace)
+        return Counts(jobs=store.counts(workspace=workspace),
+                      runs={s.value: by_status.get(s.value, 0) for s in RunStatus},
                       workflows=len(workflows), workflows_enabled=sum(1 for w in workflows if w.enabled),
-                      connections=len(self.connections()), dead_letters=len(store.dead_letters(limit=1000)))
+                      connections=len(self.connections()),
+                      dead_letters=len(store.dead_letters(limit=1000, workspace=workspace)))
 
     def usage(self, minutes: int, connection: str | None) -> UsageOut:
         since = self.ctx.clock() - timedelta(minutes=minutes)
-        windows = self.ctx.store.usage(connection, since)
+        windows = self.ctx.store.usage(connection, since, workspace=self.workspace)
         quotas: dict[str, float] = {}
         for name in sorted({w.connection for w in windows}):
             bucket = self.ctx.store.get_bucket(name)

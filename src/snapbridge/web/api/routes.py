@@ -148,56 +148,69 @@ def run_detail_out(d: Any) -> m.RunDetailOut:
 
 
 def endpoints(ctx: WebContext) -> list[Endpoint]:
-    ops = Operations(ctx)
-    store = ctx.store
+    def ops(principal: Principal) -> Operations:
+        return Operations(ctx, principal.workspace_id)
 
-    async def list_connections(_r: Request, _p: Principal, _b: None) -> object:
-        return ops.connections()
+    async def list_connections(_r: Request, p: Principal, _b: None) -> object:
+        return ops(p).connections()
 
-    async def create_connection(_r: Request, _p: Principal, body: m.ConnectionIn) -> object:
-        saved, words = await ops.add_connection(body)
+    async def create_connection(_r: Request, p: Principal, body: m.ConnectionIn) -> object:
+        saved, words = await ops(p).add_connection(body)
         if saved is None:
             raise ApiProblem(422, words.message, [{"path": "credential", "message": words.message}])
         return saved
 
-    async def test_connection(r: Request, _p: Principal, _b: None) -> object:
-        return await ops.test_connection(r.path_params["name"])
+    async def test_connection(r: Request, p: Principal, _b: None) -> object:
+        return await ops(p).test_connection(r.path_params["name"])
 
-    async def rotate_credential(r: Request, _p: Principal, body: m.CredentialIn) -> object:
-        saved, words = await ops.rotate_credential(r.path_params["name"], body)
+    async def rotate_credential(r: Request, p: Principal, body: m.CredentialIn) -> object:
+        saved, words = await ops(p).rotate_credential(r.path_params["name"], body)
         if saved is None:
             raise ApiProblem(422, words.message, [{"path": "credential", "message": words.message}])
         return saved
 
-    async def remove_connection(r: Request, _p: Principal, _b: None) -> object:
-        ops.remove_connection(r.path_params["name"])
+    async def remove_connection(r: Request, p: Principal, _b: None) -> object:
+        ops(p).remove_connection(r.path_params["name"])
         return None
 
-    async def list_workflows(_r: Request, _p: Principal, _b: None) -> object:
-        return ops.workflows()
+    async def list_workflows(_r: Request, p: Principal, _b: None) -> object:
+        return ops(p).workflows()
 
-    async def get_workflow(r: Request, _p: Principal, _b: None) -> object:
-        return ops.workflow(r.path_params["name"])
+    async def get_workflow(r: Request, p: Principal, _b: None) -> object:
+        return ops(p).workflow(r.path_params["name"])
 
-    async def save_workflow(_r: Request, _p: Principal, body: m.WorkflowIn) -> object:
-        return ops.save_workflow(body.yaml)
+    async def save_workflow(_r: Request, p: Principal, body: m.WorkflowIn) -> object:
+        return ops(p).save_workflow(body.yaml)
 
-    async def enable(r: Request, _p: Principal, _b: None) -> object:
-        return ops.set_enabled(r.path_params["name"], True)
+    async def enable(r: Request, p: Principal, _b: None) -> object:
+        return ops(p).set_enabled(r.path_params["name"], True)
 
-    async def disable(r: Request, _p: Principal, _b: None) -> object:
-        return ops.set_enabled(r.path_params["name"], False)
+    async def disable(r: Request, p: Principal, _b: None) -> object:
+        return ops(p).set_enabled(r.path_params["name"], False)
 
-    async def dry_run(_r: Request, _p: Principal, body: m.DryRunIn) -> object:
-        return ops.dry_run(body.yaml, body.sample)
+    async def dry_run(_r: Request, p: Principal, body: m.DryRunIn) -> object:
+        return ops(p).dry_run(body.yaml, body.sample)
 
-    async def list_templates(_r: Request, _p: Principal, _b: None) -> object:
-        return ops.templates()
+    async def test_run(_r: Request, p: Principal, body: m.DryRunIn) -> object:
+        return await ops(p).test_run(body.yaml, body.sample)
 
-    async def install_template(r: Request, _p: Principal, _b: None) -> object:
-        return ops.install_template(r.path_params["name"])
+    async def list_users(_r: Request, p: Principal, _b: None) -> object:
+        return [m.UserOut(username=u.username, role=u.role, created_at=u.created_at)
+                for u in ctx.users.users_of(p.workspace_id)]
 
-    async def list_runs(r: Request, _p: Principal, _b: None) -> object:
+    async def create_user(_r: Request, p: Principal, body: m.UserIn) -> object:
+        if ctx.users.user_by_name(body.username.strip()) is not None:
+            raise ApiProblem(409, f"the user name {body.username.strip()!r} is taken")
+        user = ctx.create_user(body.username, body.password, Role(body.role), workspace=p.workspace_id)
+        return m.UserOut(username=user.username, role=user.role, created_at=user.created_at)
+
+    async def list_templates(_r: Request, p: Principal, _b: None) -> object:
+        return ops(p).templates()
+
+    async def install_template(r: Request, p: Principal, _b: None) -> object:
+        return ops(p).install_template(r.path_params["name"])
+
+    async def list_runs(r: Request, p: Principal, _b: None) -> object:
         status_text = r.query_params.get("status") or None
         try:
             status = RunStatus(status_text) if status_text else None
@@ -206,53 +219,50 @@ def endpoints(ctx: WebContext) -> list[Endpoint]:
             raise ApiProblem(422, f"unknown status {status_text!r}; known: {known}",
                              [{"path": "status", "message": "unknown status"}]) from None
         since, until = query_window(r.query_params)
-        runs = store.runs(status=status, workflow=r.query_params.get("workflow") or None,
+        runs = ops(p).runs(status=status, workflow=r.query_params.get("workflow") or None,
                           customer=r.query_params.get("customer") or None, since=since, until=until,
                           before_id=query_int(r, RUN_QUERY[3], None), limit=query_int(r, RUN_QUERY[4], 50) or 50)
         return [run_out(x) for x in runs]
 
-    async def get_run(r: Request, _p: Principal, _b: None) -> object:
-        detail = store.run_detail(r.path_params["run_id"]) if r.path_params["run_id"] < 2**62 else None
-        if detail is None:
-            raise ApiProblem(404, "no such run")
-        return run_detail_out(detail)
+    async def get_run(r: Request, p: Principal, _b: None) -> object:
+        return run_detail_out(ops(p).run_detail(r.path_params["run_id"]))
 
-    async def list_dead(r: Request, _p: Principal, _b: None) -> object:
+    async def list_dead(r: Request, p: Principal, _b: None) -> object:
         q = r.query_params
         since, until = query_window(q)
         wanted = DeadFilter(workflow=q.get("workflow") or None, connection=q.get("connection") or None,
                             reason=q.get("reason") or None, since=since, until=until)
-        return ops.dead_letters(wanted, query_int(r, DEAD_QUERY[5], 500) or 500)
+        return ops(p).dead_letters(wanted, query_int(r, DEAD_QUERY[5], 500) or 500)
 
-    async def replay_one(r: Request, _p: Principal, _b: None) -> object:
+    async def replay_one(r: Request, p: Principal, _b: None) -> object:
         from_trigger = query_choice(r, REPLAY_QUERY[0], "failed_step") == "trigger"
-        return m.ReplayOut(replayed=ops.replay_one(r.path_params["job_id"], from_trigger=from_trigger))
+        return m.ReplayOut(replayed=ops(p).replay_one(r.path_params["job_id"], from_trigger=from_trigger))
 
-    async def replay_matching(_r: Request, _p: Principal, body: m.ReplayFilterIn) -> object:
+    async def replay_matching(_r: Request, p: Principal, body: m.ReplayFilterIn) -> object:
         wanted = DeadFilter(workflow=body.workflow, connection=body.connection, reason=body.reason,
                             since=body.since, until=body.until)
-        return m.ReplayOut(replayed=ops.replay_matching(wanted, from_trigger=body.from_ == "trigger"))
+        return m.ReplayOut(replayed=ops(p).replay_matching(wanted, from_trigger=body.from_ == "trigger"))
 
-    async def replay_all(_r: Request, _p: Principal, _b: None) -> object:
-        return m.ReplayOut(replayed=store.replay(all_dead=True))
+    async def replay_all(_r: Request, p: Principal, _b: None) -> object:
+        return m.ReplayOut(replayed=ops(p).replay_all())
 
-    async def list_customers(r: Request, _p: Principal, _b: None) -> object:
-        return ops.customers(segment=r.query_params.get("segment") or None,
+    async def list_customers(r: Request, p: Principal, _b: None) -> object:
+        return ops(p).customers(segment=r.query_params.get("segment") or None,
                              search=r.query_params.get("search") or None,
                              limit=query_int(r, CUSTOMER_QUERY[2], 100) or 100,
                              after_id=query_int(r, CUSTOMER_QUERY[3], None))
 
-    async def export_customers(r: Request, _p: Principal, _b: None) -> object:
-        found = ops.all_customers(segment=r.query_params.get("segment") or None,
+    async def export_customers(r: Request, p: Principal, _b: None) -> object:
+        found = ops(p).all_customers(segment=r.query_params.get("segment") or None,
                                   search=r.query_params.get("search") or None)
         return PlainTextResponse(customers_csv(found), media_type="text/csv", headers={
             "Content-Disposition": 'attachment; filename="customers.csv"', "Cache-Control": "no-store"})
 
-    async def usage(r: Request, _p: Principal, _b: None) -> object:
-        return ops.usage(query_int(r, USAGE_QUERY[0], 60) or 60, r.query_params.get("connection") or None)
+    async def usage(r: Request, p: Principal, _b: None) -> object:
+        return ops(p).usage(query_int(r, USAGE_QUERY[0], 60) or 60, r.query_params.get("connection") or None)
 
-    async def counts(_r: Request, _p: Principal, _b: None) -> object:
-        return ops.counts()
+    async def counts(_r: Request, p: Principal, _b: None) -> object:
+        return ops(p).counts()
 
     async def list_tokens(_r: Request, p: Principal, _b: None) -> object:
         return [m.ApiTokenOut(id=t.id, name=t.name, role=t.role, created_at=t.created_at,
@@ -291,6 +301,9 @@ def endpoints(ctx: WebContext) -> list[Endpoint]:
           admin=True, body=m.WorkflowIn, response=m.WorkflowOut),
         E("POST", "/workflows/dry-run", dry_run, "Plan a workflow for a sample event; send nothing",
           body=m.DryRunIn, response=m.DryRunOut),
+        E("POST", "/workflows/test-run", test_run, "Send a workflow's steps for a sample event through your "
+          "connections now (keys prefixed test-: a repeat is an API replay); nothing is kept in the history",
+          admin=True, body=m.DryRunIn, response=m.RunTestOut),
         E("GET", "/workflows/{name}", get_workflow, "One workflow", response=m.WorkflowOut),
         E("POST", "/workflows/{name}/enable", enable, "Enable a workflow", admin=True, response=m.WorkflowOut),
         E("POST", "/workflows/{name}/disable", disable, "Disable a workflow", admin=True, response=m.WorkflowOut),
@@ -314,6 +327,9 @@ def endpoints(ctx: WebContext) -> list[Endpoint]:
         E("GET", "/usage", usage, "Requests per connection per minute, with the quota", response=m.UsageOut,
           query=USAGE_QUERY),
         E("GET", "/counts", counts, "Counts for the overview", response=m.Counts),
+        E("GET", "/users", list_users, "The users of your workspace", admin=True, response=list[m.UserOut]),
+        E("POST", "/users", create_user, "Add a user to your workspace", admin=True, body=m.UserIn,
+          response=m.UserOut, status=201),
         E("GET", "/tokens", list_tokens, "Your API tokens", response=list[m.ApiTokenOut]),
         E("POST", "/tokens", create_token, "Make an API token (shown once)", body=m.ApiTokenIn,
           response=m.ApiTokenCreated, status=201),

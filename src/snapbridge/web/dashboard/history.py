@@ -47,7 +47,6 @@ def _plural(count: int, word: str) -> str:
 
 def history_routes(kit: Kit) -> list[BaseRoute]:
     ops, render, back, guarded = kit.ops, kit.render, kit.back, kit.guarded
-    store = kit.ctx.store
 
     async def runs(request: Request, principal: Principal) -> Response:
         q = request.query_params
@@ -62,22 +61,19 @@ def history_routes(kit: Kit) -> list[BaseRoute]:
             # The form again, with what went wrong beside it, rather than an error page.
             return render(request, "runs.html", principal, exc.status, runs=[], statuses=statuses,
                           filters=filters, error=exc.message)
-        found = store.runs(status=RunStatus(status) if status else None, workflow=filters["workflow"] or None,
+        found = ops(principal).runs(status=RunStatus(status) if status else None, workflow=filters["workflow"] or None,
                            customer=filters["customer"] or None, since=since, until=until, limit=RUNS_PAGE)
         return render(request, "runs.html", principal, runs=found, statuses=statuses, filters=filters, error="")
 
     async def run_detail(request: Request, principal: Principal) -> Response:
         run_id = request.path_params["run_id"]
-        detail = store.run_detail(run_id) if run_id < MAX_ID else None
-        if detail is None:
-            raise ApiProblem(404, "no such run")
-        return render(request, "run.html", principal, detail=detail)
+        return render(request, "run.html", principal, detail=ops(principal).run_detail(run_id))
 
     async def customers(request: Request, principal: Principal) -> Response:
         q = request.query_params
         filters = {"search": q.get("search", ""), "segment": q.get("segment", "")}
         after = q.get("after_id", "")
-        found = store.list_profiles(segment=filters["segment"] or None, search=filters["search"] or None,
+        found = ops(principal).profiles(segment=filters["segment"] or None, search=filters["search"] or None,
                                     limit=CUSTOMERS_PAGE + 1, after_id=_page_cursor(after))
         page = found[:CUSTOMERS_PAGE]
         kept = {k: v for k, v in filters.items() if v}
@@ -100,26 +96,25 @@ def history_routes(kit: Kit) -> list[BaseRoute]:
         except ApiProblem as exc:
             return render(request, "dead_letters.html", principal, exc.status, dead=[], filters=filters,
                           filtered=True, replay_from=REPLAY_FROM, error=exc.message)
-        dead = store.dead_letters(DEAD_PAGE, workflow=wanted.workflow, connection=wanted.connection,
-                                  reason=wanted.reason, since=wanted.since, until=wanted.until)
+        dead = ops(principal).dead_letter_rows(wanted, DEAD_PAGE)
         return render(request, "dead_letters.html", principal, dead=dead, filters=filters, filtered=wanted.is_set,
                       replay_from=REPLAY_FROM, error="")
 
-    async def replay(request: Request, _p: Principal) -> Response:
+    async def replay(request: Request, principal: Principal) -> Response:
         from_trigger = _replay_from((await request.form()).get("from"))
-        count = ops.replay_one(request.path_params["job_id"], from_trigger=from_trigger)
+        count = ops(principal).replay_one(request.path_params["job_id"], from_trigger=from_trigger)
         return back("/dead-letters", f"Replayed {_plural(count, 'dead letter')}"
                     f"{' from the trigger' if from_trigger else ''}.")
 
-    async def replay_matching(request: Request, _p: Principal) -> Response:
+    async def replay_matching(request: Request, principal: Principal) -> Response:
         form = await request.form()
         from_trigger = _replay_from(form.get("from"))
-        count = ops.replay_matching(dead_filter(form), from_trigger=from_trigger)
+        count = ops(principal).replay_matching(dead_filter(form), from_trigger=from_trigger)
         return back("/dead-letters", f"Replayed {_plural(count, 'matching dead letter')}"
                     f"{' from the trigger' if from_trigger else ''}.")
 
-    async def replay_all(_r: Request, _p: Principal) -> Response:
-        count = store.replay(all_dead=True)
+    async def replay_all(_r: Request, principal: Principal) -> Response:
+        count = ops(principal).replay_all()
         return back("/dead-letters", f"Replayed {_plural(count, 'dead letter')}.")
 
     async def usage(request: Request, principal: Principal) -> Response:
@@ -128,8 +123,8 @@ def history_routes(kit: Kit) -> list[BaseRoute]:
         if not text.isdigit() or int(text) not in USAGE_WINDOWS:
             raise ApiProblem(422, f"minutes must be one of {', '.join(map(str, USAGE_WINDOWS))}")
         minutes, connection = int(text), q.get("connection") or None
-        names = sorted({c.name for c in ops.connections()} | ({connection} if connection else set()))
-        view = usage_view(ops.usage(minutes, connection), now=kit.ctx.clock(), minutes=minutes)
+        names = sorted({c.name for c in ops(principal).connections()} | ({connection} if connection else set()))
+        view = usage_view(ops(principal).usage(minutes, connection), now=kit.ctx.clock(), minutes=minutes)
         return render(request, "usage.html", principal, usage=view, windows=USAGE_WINDOWS, names=names,
                       connection=connection or "")
 

@@ -26,9 +26,12 @@ HEADERS = {
 class Kit:
     def __init__(self, ctx: WebContext) -> None:
         self.ctx = ctx
-        self.ops = Operations(ctx)
         self.env = jinja2.Environment(loader=jinja2.PackageLoader("snapbridge.web.dashboard", "templates"),
                                       autoescape=True, undefined=jinja2.StrictUndefined)
+
+    def ops(self, principal: Principal) -> Operations:
+        """The operations in the principal's workspace: nothing of another workspace is found."""
+        return Operations(self.ctx, principal.workspace_id)
 
     def render(self, request: Request, name: str, principal: Principal | None, status: int = 200,
                **values: Any) -> HTMLResponse:

@@ -99,12 +99,12 @@ def dashboard_routes(ctx: WebContext) -> list[BaseRoute]:
     # pages
 
     async def overview(request: Request, principal: Principal) -> Response:
-        view = usage_view(ops.usage(OVERVIEW_MINUTES, None), now=ctx.clock(), minutes=OVERVIEW_MINUTES)
-        return render(request, "overview.html", principal, counts=ops.counts(), usage=view,
-                      runs=ctx.store.runs(limit=10))
+        view = usage_view(ops(principal).usage(OVERVIEW_MINUTES, None), now=ctx.clock(), minutes=OVERVIEW_MINUTES)
+        return render(request, "overview.html", principal, counts=ops(principal).counts(), usage=view,
+                      runs=ops(principal).runs(limit=10))
 
     async def connections(request: Request, principal: Principal) -> Response:
-        return render(request, "connections.html", principal, connections=ops.connections(), result=None)
+        return render(request, "connections.html", principal, connections=ops(principal).connections(), result=None)
 
     async def fields(request: Request, wanted: tuple[str, ...]) -> dict[str, str]:
         # Stripped: a pasted token often brings a newline, which the credential's pattern refuses.
@@ -117,9 +117,9 @@ def dashboard_routes(ctx: WebContext) -> list[BaseRoute]:
                 "app", "name", "credential", "webhook_public_key", "base_url")))
         except ValidationError as exc:
             raise _form_problem("connection", exc) from None
-        saved, words = await ops.add_connection(body)
+        saved, words = await ops(principal).add_connection(body)
         return render(request, "connections.html", principal, 200 if saved else 422,
-                      connections=ops.connections(), result=words)
+                      connections=ops(principal).connections(), result=words)
 
     async def rotate_credential(request: Request, principal: Principal) -> Response:
         given = await fields(request, ("name", "credential", "webhook_public_key"))
@@ -128,45 +128,55 @@ def dashboard_routes(ctx: WebContext) -> list[BaseRoute]:
             body = CredentialIn.model_validate(given)
         except ValidationError as exc:
             raise _form_problem("rotation", exc) from None
-        saved, words = await ops.rotate_credential(name, body)
+        saved, words = await ops(principal).rotate_credential(name, body)
         return render(request, "connections.html", principal, 200 if saved else 422,
-                      connections=ops.connections(), result=words)
+                      connections=ops(principal).connections(), result=words)
 
     async def test_connection(request: Request, principal: Principal) -> Response:
-        words = await ops.test_connection(request.path_params["name"])
-        return render(request, "connections.html", principal, connections=ops.connections(), result=words)
+        words = await ops(principal).test_connection(request.path_params["name"])
+        return render(request, "connections.html", principal, connections=ops(principal).connections(), result=words)
 
-    async def remove_connection(request: Request, _p: Principal) -> Response:
-        ops.remove_connection(request.path_params["name"])
+    async def remove_connection(request: Request, principal: Principal) -> Response:
+        ops(principal).remove_connection(request.path_params["name"])
         return back("/connections", "Connection removed.")
 
     async def templates(request: Request, principal: Principal) -> Response:
-        return render(request, "templates.html", principal, templates=ops.templates())
+        return render(request, "templates.html", principal, templates=ops(principal).templates())
 
-    async def install(request: Request, _p: Principal) -> Response:
-        out = ops.install_template(request.path_params["name"])
+    async def install(request: Request, principal: Principal) -> Response:
+        out = ops(principal).install_template(request.path_params["name"])
         return back("/workflows", f"Installed {out.name} ({'enabled' if out.enabled else 'disabled'}).")
 
     async def workflows(request: Request, principal: Principal) -> Response:
-        return render(request, "workflows.html", principal, workflows=ops.workflows())
+        return render(request, "workflows.html", principal, workflows=ops(principal).workflows())
 
-    async def toggle(request: Request, _p: Principal) -> Response:
+    async def toggle(request: Request, principal: Principal) -> Response:
         enabled = request.path_params["action"] == "enable"
-        out = ops.set_enabled(request.path_params["name"], enabled)
+        out = ops(principal).set_enabled(request.path_params["name"], enabled)
         return back("/workflows", f"{out.name} {'enabled' if out.enabled else 'disabled'}.")
 
     async def builder(request: Request, principal: Principal) -> Response:
         name = request.query_params.get("name")
-        text = ops.workflow(name).source_yaml if name else STARTER_YAML
+        text = ops(principal).workflow(name).source_yaml if name else STARTER_YAML
         if request.method == "POST":
             text = await form_text(request, "yaml")
             try:
-                saved = ops.save_workflow(text)
+                saved = ops(principal).save_workflow(text)
             except ApiProblem as exc:
                 return render(request, "builder.html", principal, 422, yaml=text, problems=exc.problems,
                               **_pickers())
             return back("/workflows", f"Saved {saved.name}.")
         return render(request, "builder.html", principal, yaml=text, problems=[], **_pickers())
+
+    async def test_run(request: Request, principal: Principal) -> Response:
+        """The builder's "Test run": the steps for the trigger's sample event, sent through the connections."""
+        text = await form_text(request, "yaml")
+        try:
+            result = await ops(principal).test_run(text, None)
+        except ApiProblem as exc:
+            return render(request, "builder.html", principal, 422, yaml=text, problems=exc.problems or [
+                {"path": "", "message": exc.message}], **_pickers())
+        return render(request, "builder.html", principal, yaml=text, problems=[], test=result, **_pickers())
 
     def _pickers() -> dict[str, Any]:
         actions = sorted([*(op.name for app in ("snapshots", "gumroad") for op in select(app, Kind.ACTION)),
@@ -191,6 +201,7 @@ def dashboard_routes(ctx: WebContext) -> list[BaseRoute]:
         Route("/workflows", guarded(workflows), methods=["GET"]),
         Route("/workflows/builder", guarded(builder), methods=["GET"]),
         Route("/workflows/builder", guarded(builder, write=True), methods=["POST"]),
+        Route("/workflows/builder/test", guarded(test_run, write=True), methods=["POST"]),
         Route("/workflows/{name}/{action:str}", guarded(toggle, write=True), methods=["POST"]),
         *history_routes(kit),
         Mount("/static", app=static, name="static"),
