@@ -5,6 +5,11 @@ anything else renders to text, where null reads as "", booleans as true/false an
 Missing fields fail with the path that was asked for. Only fields of objects, items of lists, the `loop`
 counters, range() and the filters of `filters.FILTERS` are reachable: no methods, no attributes of Python
 objects, no imports, no macros. Every value, loop, number and render is bounded by `MappingLimits`.
+
+Most mappings are plain text, one path (`{{ profile.email }}`) or text around paths. Those are rendered by
+looking the paths up directly, through the sandbox's own getattr/getitem and the same value conversions;
+whenever that lookup does not succeed cleanly, the Jinja template renders instead, so every error message
+comes from one place.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cache
@@ -108,6 +114,20 @@ class _Run:
 
 
 _RUN: ContextVar[_Run | None] = ContextVar("snapbridge_mapping_run", default=None)
+
+
+# Set only by `_jinja_only`: every render goes through Jinja, the reference the direct path is checked against.
+_JINJA_ONLY: ContextVar[bool] = ContextVar("snapbridge_mapping_jinja_only", default=False)
+
+
+@contextmanager
+def _jinja_only() -> Iterator[None]:
+    """Within this block, render every mapping through Jinja (for equivalence tests and the benchmark)."""
+    token = _JINJA_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _JINJA_ONLY.reset(token)
 
 
 def _current() -> _Run:
@@ -437,6 +457,111 @@ def _is_single_expression(tree: nodes.Template) -> bool:
             and not isinstance(body[0].nodes[0], nodes.TemplateData))
 
 
+# Names Jinja may resolve otherwise than from the scope: `self` is the template, `range` a global, the rest
+# mean something inside loops, macros and blocks. A path starting with one of them stays with Jinja.
+_JINJA_NAMES = frozenset({"self", "loop", "range", "super", "caller", "varargs", "kwargs"})
+_GIVE_UP = object()  # what the direct path answers when Jinja must render (and report) instead
+
+
+@dataclass(frozen=True)
+class _Path:
+    """`event.sale.price_cents`: a scope name and the fields and items read off it, one getter per step."""
+
+    name: str
+    steps: tuple[tuple[Callable[[Any, Any], object], str | int], ...]
+
+    def look_up(self, scope: Mapping[str, object]) -> object:
+        if self.name not in scope:
+            return _GIVE_UP
+        value = wrap(scope[self.name], self.name)  # as the Jinja path wraps every name in scope
+        for get, key in self.steps:
+            value = get(value, key)
+        return _GIVE_UP if isinstance(value, Undefined) else value
+
+
+def _path(node: nodes.Node, env: _Environment) -> _Path | None:
+    """The path of `name.field[0]['key']…` (constant keys only), read as the compiled template reads it."""
+    steps: list[tuple[Callable[[Any, Any], object], str | int]] = []
+    while True:
+        if isinstance(node, nodes.Getattr) and node.ctx == "load":
+            steps.append((env.getattr, node.attr))
+            node = node.node
+        elif (isinstance(node, nodes.Getitem) and node.ctx == "load" and isinstance(node.arg, nodes.Const)
+              and type(node.arg.value) in (str, int)):
+            steps.append((env.getitem, node.arg.value))
+            node = node.node
+        elif isinstance(node, nodes.Name) and node.ctx == "load" and node.name not in _JINJA_NAMES:
+            return _Path(node.name, tuple(reversed(steps)))
+        else:
+            return None
+
+
+@dataclass(frozen=True)
+class _Direct:
+    """A mapping made only of text and paths, rendered without Jinja.
+
+    `render` gives what the Jinja template gives whenever that succeeds, and `_GIVE_UP` in every other case
+    (a missing name or field, a value over the limit, a value that cannot be converted), so that Jinja
+    renders again and raises its own error. A native mapping is one path; text is parts joined.
+    """
+
+    parts: tuple[str | _Path, ...]
+    single: _Path | None  # the one path of a native mapping; None for text
+    limit: int
+
+    def render(self, scope: Mapping[str, object]) -> object:
+        try:
+            return self._render(scope)
+        except Exception:
+            # Exotic values in scope can make a lookup or conversion raise; Jinja decides what that means.
+            return _GIVE_UP
+
+    def _render(self, scope: Mapping[str, object]) -> object:
+        limit = self.limit
+        if self.single is not None:
+            value = self.single.look_up(scope)
+            if value is _GIVE_UP or measure(value, limit) > limit:
+                return _GIVE_UP
+            return to_plain(value)
+        pieces: list[str] = []
+        total = 0
+        for part in self.parts:
+            if isinstance(part, str):
+                text = part
+            else:
+                value = part.look_up(scope)
+                if value is _GIVE_UP:
+                    return _GIVE_UP
+                text = to_text(value, limit)
+            total += len(text)
+            if total > limit:
+                return _GIVE_UP
+            pieces.append(text)
+        return "".join(pieces)
+
+
+def _direct(tree: nodes.Template, native: bool, env: _Environment) -> _Direct | None:
+    """The direct rendering of a template that is only text and paths, or None for anything else."""
+    parts: list[str | _Path] = []
+    for statement in tree.body:
+        if not isinstance(statement, nodes.Output):
+            return None
+        for node in statement.nodes:
+            if isinstance(node, nodes.TemplateData):
+                # autoescape is off, so Jinja writes template text unchanged and without finalize.
+                parts.append(node.data)
+                continue
+            path = _path(node, env)
+            if path is None:
+                return None
+            parts.append(path)
+    if not native:
+        return _Direct(tuple(parts), None, env.limits.max_value_chars)
+    if len(parts) != 1 or not isinstance(parts[0], _Path):
+        return None
+    return _Direct(tuple(parts), parts[0], env.limits.max_value_chars)
+
+
 @dataclass(frozen=True)
 class CompiledMapping:
     """One checked, compiled mapping value; render it as often as needed."""
@@ -447,9 +572,22 @@ class CompiledMapping:
     _template: Template = field(repr=False, compare=False)
     _limits: MappingLimits = field(repr=False, compare=False)
     _clock: Callable[[], float] = field(repr=False, compare=False)
+    _direct: _Direct | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def direct(self) -> bool:
+        """Whether renders look the paths up without Jinja (text and plain paths only)."""
+        return self._direct is not None
 
     def render(self, scope: Mapping[str, object]) -> object:
         """The value for this scope (`event`, `profile`, `steps`…): native for one expression, else text."""
+        if self._direct is not None and not _JINJA_ONLY.get():
+            value = self._direct.render(scope)
+            if value is not _GIVE_UP:
+                return value
+        return self._render_jinja(scope)
+
+    def _render_jinja(self, scope: Mapping[str, object]) -> object:
         run = _Run(self._limits, self._clock)
         run_token = _RUN.set(run)
         names_token = SCOPE_NAMES.set(tuple(sorted(scope)))
@@ -540,6 +678,7 @@ class MappingEngine:
             raise InvalidInput("; ".join(problems))
         native = _is_single_expression(tree)
         references = _references(tree)
+        direct = _direct(tree, native, self._native_env if native else self._text_env)
         for loop in list(tree.find_all(nodes.For)):
             # Every loop draws from the render's iteration budget, whatever it iterates over.
             loop.iter = nodes.Filter(loop.iter, _ITERATE, [], [], None, None, lineno=loop.lineno)
@@ -549,7 +688,7 @@ class MappingEngine:
         except (TemplateError, RecursionError, SyntaxError, ValueError, MemoryError) as exc:
             raise InvalidInput("cannot compile the mapping") from exc
         template = env.template_class.from_code(env, code, env.make_globals(None), None)
-        return CompiledMapping(source, native, references, template, self.limits, self._clock)
+        return CompiledMapping(source, native, references, template, self.limits, self._clock, direct)
 
 
 @cache
