@@ -8,7 +8,9 @@ import httpx
 import pytest
 
 from snapbridge.connectors.snapshots import PROBES, SnapshotsClient, probe_scopes
+from snapbridge.errors import AuthFailed
 from snapbridge.http import create_client
+from snapbridge.runtime import check_connection
 from snapbridge.sandbox import Sandboxes
 from snapbridge.security import Secret
 
@@ -33,3 +35,14 @@ async def test_probe_reports_exactly_the_scopes_held(
     assert set(found) == ALL
     after = len([e for e in sandboxes.snapshots.journal.entries() if e.status < 300 and e.method != "GET"])
     assert after == before, "a scope probe wrote something"
+
+
+async def test_an_unknown_key_is_refused_not_reported_as_holding_no_scopes(
+    sandboxes: Sandboxes, http: httpx.AsyncClient
+) -> None:
+    unknown = Secret("pit-not-a-key-" + "0" * 20)
+    with pytest.raises(AuthFailed):
+        await probe_scopes(SnapshotsClient(http, unknown, base_url=sandboxes.snapshots_url))
+    # The connection check says so in plain words: refused, not "missing scopes".
+    with pytest.raises(AuthFailed):
+        await check_connection("snapshots", sandboxes.snapshots_url, unknown, allowed_hosts=("127.0.0.1",))

@@ -97,6 +97,8 @@ def test_lockout_after_repeated_failures(served: Served) -> None:
 def test_connections_are_tested_stored_and_never_returned(sandboxes: Sandboxes, admin: httpx.Client) -> None:
     bad = admin.post("/api/v1/connections", json={"app": "gumroad", "credential": "not-a-token"})
     assert bad.status_code == 422 and "refused the credential" in bad.json()["error"]
+    unknown = admin.post("/api/v1/connections", json={"app": "snapshots", "credential": "pit-" + "0" * 36})
+    assert unknown.status_code == 422 and "refused the credential" in unknown.json()["error"], unknown.text
     token = sandboxes.gumroad.access_token
     made = admin.post("/api/v1/connections", json={"app": "gumroad", "credential": token})
     assert made.status_code == 201, made.text

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from snapbridge.connectors.snapshots.client import OPERATIONS, SnapshotsClient
-from snapbridge.errors import DeliveryError, NotFound, ScopeMissing
+from snapbridge.errors import AuthFailed, DeliveryError, NotFound, ScopeMissing
 
 __all__ = ["PROBES", "ScopeProbe", "probe_scopes"]
 
@@ -37,8 +37,10 @@ PROBES: Mapping[str, ScopeProbe] = MappingProxyType({
 
 
 async def probe_scopes(client: SnapshotsClient) -> dict[str, bool]:
-    """scope → held, for every scope of the contract. Auth failures and outages propagate."""
+    """scope → held, for every scope of the contract. Outages propagate, and so does the refusal of a key that
+    no probe got past (unknown or revoked: "Invalid token"), which is not a key without scopes."""
     held: dict[str, bool] = {}
+    refused: list[AuthFailed] = []
     for scope, probe in PROBES.items():
         op = OPERATIONS[probe.operation]
         ids = {"customer_id": _PROBE_ID} if "{customer_id}" in op.path else None
@@ -52,6 +54,12 @@ async def probe_scopes(client: SnapshotsClient) -> dict[str, bool]:
             continue
         except NotFound:
             pass
+        except AuthFailed as exc:
+            # Not a scope answer: an unknown key, or this key kind may not call the operation at all (a
+            # location-bound key on an agency route). Told apart below, by whether any probe got through.
+            refused.append(exc)
+            held[scope] = False
+            continue
         except DeliveryError as exc:
             # 422 is the expected answer to a write probe; a 401/403 other than "scope" means this key
             # kind may not call the operation at all (a location-bound key creating locations).
@@ -59,4 +67,6 @@ async def probe_scopes(client: SnapshotsClient) -> dict[str, bool]:
                 held[scope] = False
                 continue
         held[scope] = True
+    if len(refused) == len(PROBES):
+        raise refused[-1]
     return held
