@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -181,29 +182,50 @@ async def test_refunds_seen_by_the_poller_are_keyed_as_their_webhooks(store: Sto
     assert {f"gumroad:sale:{sale['sale_id']}", refund_rows[0].dedupe_key} <= keys
 
 
-async def test_a_partial_refund_and_the_final_one_are_two_refunds_by_webhook_or_poll(
+async def test_partial_refunds_and_the_final_one_are_each_one_refund_by_webhook_or_poll(
     store: Store, gumroad: Gumroad, private_gumroad: GumroadClient
 ) -> None:
+    """Two partial refunds ping identically; each is derived once (keyed by what is then refundable), a repeated
+    delivery of one is a repeat, and a poll afterwards finds each refund already known."""
     sale, sale_rows = gumroad.emit("first_purchase", product_id="brushes")
     store.insert_events(sale_rows)
-    _, partial_rows = gumroad.emit("refund", sale_id=sale["sale_id"], amount_cents=100)
-    # The poll sees the partial refund first: the ping that comes after it is the same event.
+    deriver = Deriver(store, Access(private_gumroad))
     poller = GumroadSalesPoller(store, private_gumroad, connection=CONNECTION)
-    await poller.poll_once()
-    assert [r.duplicate for r in store.insert_events(partial_rows)] == [True]
-    _, final_rows = gumroad.emit("refund", sale_id=sale["sale_id"])  # the rest: now refunded in full
-    assert [r.duplicate for r in store.insert_events(final_rows)] == [False]
-    assert (await poller.poll_once()).inserted == 0  # and the poll that comes after it finds nothing new
 
     def refunds() -> list[InboundEvent]:  # the window holds other sales' refunds too
         return [e for e in all_events(store) if e.kind == "refund" and e.payload["sale_id"] == sale["sale_id"]]
 
-    assert [e.dedupe_key for e in refunds()] == [f"gumroad:refund:{sale['sale_id']}:partial",
-                                                 f"gumroad:refund:{sale['sale_id']}"]
-    assert [e.source for e in refunds()] == [EventSource.POLLER, EventSource.GUMROAD]
-    await Deriver(store, Access(private_gumroad)).run_once()
-    derived = [(e.status, e.note.split(",")[0].split(";")[0]) for e in refunds()]
-    assert derived == [(EventStatus.DERIVED, "refund")] * 2  # a refund event each
+    _, first = gumroad.emit("refund", sale_id=sale["sale_id"], amount_cents=100)
+    assert [r.duplicate for r in store.insert_events(first)] == [False]
+    await deriver.run_once()
+    # Gumroad sends the same ping again (a retry after a lost answer): kept, then seen to be a repeat.
+    assert [r.duplicate for r in store.insert_events(_again(first))] == [False]
+    await deriver.run_once()
+    _, other = gumroad.emit("refund", sale_id=sale["sale_id"], amount_cents=200)  # a second partial refund
+    assert [r.payload for r in other] == [r.payload for r in first]  # byte for byte the same ping
+    store.insert_events(other)
+    await deriver.run_once()
+    await poller.poll_once()  # keys the refund by the same amount: nothing new of this sale
+    assert len(refunds()) == 3, [e.dedupe_key for e in refunds()]
+    _, final = gumroad.emit("refund", sale_id=sale["sale_id"])  # the rest: now refunded in full
+    assert [r.duplicate for r in store.insert_events(final)] == [False]
+    await deriver.run_once()
+    await poller.poll_once()
+
+    base = f"gumroad:refund:{sale['sale_id']}"
+    left = int(refunds()[0].dedupe_key.rsplit(":", 1)[1])  # major units refundable after the first refund
+    assert [(e.dedupe_key.split(":delivery:")[0], e.status) for e in refunds()] == [
+        (f"{base}:partial:refundable:{left}", EventStatus.DERIVED),
+        (f"{base}:partial", EventStatus.IGNORED),  # the repeated delivery keeps its own key
+        (f"{base}:partial:refundable:{left - 2}", EventStatus.DERIVED),
+        (base, EventStatus.DERIVED),
+    ]
+    assert "a repeat of a partial refund" in refunds()[1].note
+
+
+def _again(rows: list[Any]) -> list[Any]:
+    """The same ping delivered again: the receiver keeps each delivery of a partial refund under its own key."""
+    return [replace(r, dedupe_key=f"{r.dedupe_key.split(':delivery:')[0]}:delivery:again") for r in rows]
 
 
 async def test_snapshots_locations_poller(store: Store, snapshots: SnapshotsClient) -> None:

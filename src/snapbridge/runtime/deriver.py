@@ -32,6 +32,7 @@ from snapbridge.connectors.gumroad import (
     GumroadEvent,
     SaleEvent,
     needs_fetch,
+    refund_state_key,
     verify_by_fetch,
 )
 from snapbridge.connectors.gumroad import Sale as ApiSale
@@ -161,6 +162,7 @@ class _Item:
     profile_connection: str = ""
     reject: str | None = None  # a reason: the event is marked rejected
     waiting: bool = False  # left pending for a later pass
+    rekey: str | None = None  # the key it takes when derived; an event holding it already makes this a repeat
 
 
 Key = tuple[str, str]  # (profile connection, email)
@@ -297,6 +299,7 @@ class Deriver:
                 item.waiting = True
             else:
                 item.email = subject_email(item.parsed, outcome)
+                item.rekey = _refund_key(item.row, item.parsed, outcome)
         return items
 
     @staticmethod
@@ -365,6 +368,11 @@ class Deriver:
                 elif item.reject is not None or item.parsed is None:
                     outbox.marks.append(EventMark(item.row.id, EventStatus.REJECTED, item.reject or "unreadable"))
                     counts["rejected"] += 1
+                elif item.rekey is not None and not tx.rekey_event(item.row.id, item.rekey):
+                    # A partial refund has no effect on the profile, so leaving it out changes no later draft.
+                    outbox.marks.append(EventMark(item.row.id, EventStatus.IGNORED,
+                                                  f"a repeat of a partial refund already derived ({item.rekey})"))
+                    counts["ignored"] += 1
                 else:
                     self._apply(outbox, item, drafts[item.row.id], routes, counts)
             # One statement per kind for the whole pass: each customer's last state, the runs, their jobs (in
@@ -557,6 +565,17 @@ def _plans(events: Sequence[Event], profile: CustomerProfile | None, workflows: 
             if plan.steps or plan.error is not None:
                 chosen.append((plan, event))
     return chosen
+
+
+def _refund_key(row: InboundEvent, event: Inbound, truth: ApiSale | ApiSubscriber | None) -> str | None:
+    """The key a partial refund's webhook (kept per delivery by the receiver) takes when derived: keyed by the
+    amount the API then says is refundable, so one refund delivered twice derives once, and two refunds twice
+    (when each is derived before the next is made). Unverified, it falls back to one partial refund per sale."""
+    if row.source is not EventSource.GUMROAD or not isinstance(event, SaleEvent) or not event.partial_refund \
+            or event.test:
+        return None  # a poll is keyed by the refundable amount it read already
+    key = refund_state_key(event.dedupe_key, truth) if isinstance(truth, ApiSale) else event.dedupe_key
+    return None if key == row.dedupe_key else key
 
 
 def _key(item: _Item) -> Key | None:

@@ -24,7 +24,14 @@ from typing import Protocol
 
 import httpx
 
-from snapbridge.connectors.gumroad import GumroadClient, GumroadConnectionOptions, ResourceName, event_from_fields
+from snapbridge.connectors.gumroad import (
+    GumroadClient,
+    GumroadConnectionOptions,
+    ResourceName,
+    SaleEvent,
+    event_from_fields,
+    refund_state_key,
+)
 from snapbridge.connectors.gumroad import Sale as ApiSale
 from snapbridge.connectors.snapshots import Location as ApiLocation
 from snapbridge.connectors.snapshots import SnapshotsClient, WebhookType
@@ -114,7 +121,10 @@ def sale_inbound_events(sale: ApiSale, *, connection: str, now: datetime) -> lis
     for resource in _resources(sale):
         payload = sale_payload(sale, resource)
         # The key comes from the webhook parser itself, so it cannot drift from what the receiver stores.
-        key = event_from_fields(payload, where="poll").dedupe_key
+        event = event_from_fields(payload, where="poll")
+        key = event.dedupe_key
+        if isinstance(event, SaleEvent) and event.partial_refund:
+            key = refund_state_key(key, sale)  # as the deriver re-keys a webhook of this refund
         events.append(NewInboundEvent(source=EventSource.POLLER, connection=connection, dedupe_key=key,
                                       kind=resource.value, payload=payload, received_at=now))
     return events

@@ -189,10 +189,15 @@ def gumroad_inbound(
     """
     event = parse_gumroad_webhook(body, content_type, max_body_bytes=max_body_bytes)
     check_seller(event, hook.seller_id)
+    key = event.dedupe_key
+    if isinstance(event, SaleEvent) and event.partial_refund:
+        # Kept per delivery (a second partial refund pings exactly as the first); the deriver re-keys it by
+        # what the API then says is refundable, so a repeated delivery of one refund is still derived once.
+        key = f"{key}:delivery:{secrets.token_hex(8)}"
     row = NewInboundEvent(
         source=EventSource.GUMROAD,
         connection=hook.connection,
-        dedupe_key=_checked_key(event.dedupe_key),
+        dedupe_key=_checked_key(key),
         kind=_gumroad_kind(event),
         received_at=now,
         payload=dict(event.fields),

@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -49,6 +50,7 @@ from snapbridge.store.models import (
 )
 from snapbridge.store.notify import JobListener, notify_jobs
 from snapbridge.store.rows import chunks, unavailable
+from snapbridge.store.schema import inbound_events
 
 __all__ = ["Store", "Tx"]
 
@@ -99,6 +101,15 @@ class Tx:
     def mark_events(self, marks: Sequence[EventMark], *, now: datetime | None = None) -> int:
         """Many marks in one statement; returns how many events were found."""
         return events.mark_events(self._conn, marks, now or self._clock())
+
+    def rekey_event(self, event_id: int, dedupe_key: str) -> bool:
+        """Give the event this dedupe key; False (nothing changed) when another event already has it: the event
+        is then a repeat of that one."""
+        other = inbound_events.alias("other")  # aliased, so the check is not correlated to the updated row
+        taken = sa.exists().where(other.c.dedupe_key == dedupe_key)
+        result = self._conn.execute(inbound_events.update().where(inbound_events.c.id == event_id, ~taken)
+                                    .values(dedupe_key=dedupe_key))
+        return result.rowcount > 0
 
     def get_profile(self, connection: str, email: str) -> Profile | None:
         """The profile, locked until commit on PostgreSQL so two derivers cannot both update it."""

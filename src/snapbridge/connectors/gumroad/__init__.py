@@ -66,6 +66,7 @@ from snapbridge.connectors.gumroad.webhooks import (
     dedupe_key,
     needs_fetch,
     parse_webhook,
+    refund_state_key,
     verify_by_fetch,
 )
 
@@ -126,5 +127,6 @@ __all__ = [
     "operation",
     "params_from_next_page_url",
     "parse_webhook",
+    "refund_state_key",
     "verify_by_fetch",
 ]

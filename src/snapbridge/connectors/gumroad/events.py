@@ -139,10 +139,16 @@ class SaleEvent:
         key = f"gumroad:{name}:{self.sale_id}"
         # One sale can ping `refund` several times. The ping has no amount or refund id, only `refunded` (true
         # once refunded in full; §5.2), so a partial refund and the final one are two keys, as a poll sees them.
-        # Two partial refunds send identical pings: only the API's refundable amount could tell them apart.
-        if self.resource_name is ResourceName.REFUND and not self.refunded:
+        # Two partial refunds send identical pings: see `partial_refund` for how they are told apart.
+        if self.partial_refund:
             return f"{key}:partial"
         return key
+
+    @property
+    def partial_refund(self) -> bool:
+        """A partial refund's ping: byte-identical for two partial refunds of one sale, so the receiver keeps each
+        delivery and the deriver keys it by the sale's refundable amount read back from the API."""
+        return self.resource_name is ResourceName.REFUND and not self.refunded
 
     @classmethod
     def from_reader(cls, r: Reader, resource_name: ResourceName | None, retry_count: int) -> SaleEvent:

@@ -21,6 +21,7 @@ __all__ = [
     "dedupe_key",
     "needs_fetch",
     "parse_webhook",
+    "refund_state_key",
     "verify_by_fetch",
 ]
 
@@ -145,3 +146,14 @@ async def verify_by_fetch(
     if isinstance(truth, Sale) and seller is not None and truth.seller_id != seller:
         raise WebhookRejected(f"sale {plan.id} belongs to another seller")
     return truth
+
+
+def refund_state_key(key: str, sale: Sale) -> str:
+    """A partial refund's dedupe key once the sale is read back: the ping's key and the amount then refundable.
+
+    Gumroad's partial-refund pings carry no amount or refund id, so one refund delivered twice and two refunds
+    look the same; what the API says is still refundable tells them apart. Two refunds made before either ping
+    is derived read the same amount and count once (UNCONFIRMED that Gumroad offers anything finer: no refund
+    object or id is exposed, reference §4.1).
+    """
+    return f"{key}:refundable:{sale.amount_refundable_in_currency or 'unknown'}"
