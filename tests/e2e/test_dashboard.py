@@ -194,7 +194,7 @@ def test_rotating_a_credential_from_the_connections_page(served: Served, sandbox
         assert missing.status_code == 422 and "credential" in missing.text
         failed = client.post("/connections/rotate", data={"csrf": _csrf(client), "name": "snapshots",
                                                           "credential": "pit-wrong"})
-        assert failed.status_code == 422 and "Missing scopes" in failed.text and "pit-wrong" not in failed.text
+        assert failed.status_code == 422 and "refused the credential" in failed.text and "pit-wrong" not in failed.text
         done = client.post("/connections/rotate", data={"csrf": _csrf(client), "name": "snapshots",
                                                         "credential": f"{new}\n"})  # a pasted newline is dropped
         assert done.status_code == 200 and "The new credential replaced the old one" in done.text
