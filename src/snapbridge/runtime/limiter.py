@@ -304,9 +304,14 @@ class StoreLimiter(_Queued):
     async def observe(self, name: str, state: RateLimitState | None) -> None:
         if state is None:
             return
+        before = self._shapes.known.get(name)
         shape = self._shapes.learn(name, state)
-        await self._call(self._store.observe_limits, name, capacity=shape.capacity,
-                         refill_per_second=shape.refill_per_second, remaining=state.remaining)
+        # Most responses change nothing: the same plan, and more requests left than the bucket ever holds
+        # (tokens <= capacity). Writing anyway cost a committed transaction on the row every take waits for.
+        lowers = state.remaining is not None and state.remaining < shape.capacity
+        if shape != before or lowers:
+            await self._call(self._store.observe_limits, name, capacity=shape.capacity,
+                             refill_per_second=shape.refill_per_second, remaining=state.remaining)
         if state.daily_remaining == 0:
             await self.block(name, daily_block_until(self._clock(), self._shapes.daily_probe))
 

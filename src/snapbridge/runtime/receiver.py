@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import secrets
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -169,6 +170,9 @@ def _checked_key(key: str) -> str:
     if len(key) > MAX_DEDUPE_KEY_LENGTH:
         raise InvalidInput(f"an id in the webhook is too long ({len(key)} characters in its dedupe key, at "
                            f"most {MAX_DEDUPE_KEY_LENGTH})")
+    if "\x00" in key:
+        # PostgreSQL text cannot hold NUL: every attempt would fail to commit, and its batch with it.
+        raise InvalidInput("an id in the webhook holds a NUL character")
     return key
 
 
@@ -277,17 +281,19 @@ class CommitStats:
     backlog: int
 
 
-@dataclass
+@dataclass(slots=True)
 class _Waiting:
     event: NewInboundEvent
     future: asyncio.Future[InsertResult]
+    deadline: float  # loop time past which the request is answered "retry later"
 
 
 class GroupCommitter:
     """Collects inbound events from concurrent requests and stores each group in one transaction.
 
     Runs on the serving event loop; the store call (synchronous SQL) runs on one dedicated worker thread, so
-    SQLite sees a single writer. Each request awaits its own InsertResult, or StoreUnavailable.
+    SQLite sees a single writer, and each batch crosses to that thread and back once. Each request awaits its
+    own InsertResult, or StoreUnavailable.
     """
 
     def __init__(
@@ -300,6 +306,10 @@ class GroupCommitter:
         self._limits = limits or ReceiverLimits()
         self._on_commit = on_commit
         self._queue: list[_Waiting] = []
+        # Every request not answered yet, oldest first. The commit timeout is the same for all, so deadlines
+        # come in order and one timer, set for the oldest, serves them all (not one timer per request).
+        self._unanswered: deque[_Waiting] = deque()
+        self._expiry: asyncio.TimerHandle | None = None
         self._pending = 0
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -327,6 +337,10 @@ class GroupCommitter:
         self._wake.set()
         await self._task
         self._task = None
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        self._unanswered.clear()  # every one was answered when its batch ended
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
@@ -339,17 +353,36 @@ class GroupCommitter:
             raise StoreUnavailable(f"the receiver has {self._pending} events waiting to commit; retry later")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[InsertResult] = loop.create_future()
-        self._queue.append(_Waiting(event, future))
+        waiting = _Waiting(event, future, loop.time() + self._limits.commit_timeout_seconds)
+        self._queue.append(waiting)
+        self._unanswered.append(waiting)
         self._pending += 1
         self._wake.set()
-        # On timeout the request is answered "retry later" while its event stays in the batch: if the commit
+        if self._expiry is None:
+            self._expiry = loop.call_at(waiting.deadline, self._expire_overdue)
+        return await future
+
+    def _expire_overdue(self) -> None:
+        # An overdue request is answered "retry later" while its event stays in its batch: if the commit
         # succeeds after all, the sender's retry is recognised as a duplicate. Done futures are skipped.
-        timer = loop.call_later(self._limits.commit_timeout_seconds, _expire, future,
-                                self._limits.commit_timeout_seconds)
-        try:
-            return await future
-        finally:
-            timer.cancel()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._expiry = None
+        unanswered = self._unanswered
+        while unanswered:
+            oldest = unanswered[0]
+            if not oldest.future.done():
+                if oldest.deadline > now:
+                    self._expiry = loop.call_at(oldest.deadline, self._expire_overdue)
+                    return
+                seconds = self._limits.commit_timeout_seconds
+                oldest.future.set_exception(StoreUnavailable(f"the store did not commit within {seconds:g}s"))
+            unanswered.popleft()
+
+    def _forget_answered(self) -> None:
+        unanswered = self._unanswered
+        while unanswered and unanswered[0].future.done():
+            unanswered.popleft()
 
     async def _run(self) -> None:
         assert self._wake is not None
@@ -373,6 +406,7 @@ class GroupCommitter:
                 _fail(batch, StoreUnavailable("the events could not be stored"), cause=exc)
             finally:
                 self._pending -= len(batch)
+                self._forget_answered()
 
     async def _commit(self, batch: list[_Waiting]) -> None:
         loop = asyncio.get_running_loop()
@@ -416,7 +450,3 @@ def _fail(batch: list[_Waiting], error: StoreUnavailable, cause: BaseException |
             mine.__cause__ = cause or error.__cause__ or error
             item.future.set_exception(mine)
 
-
-def _expire(future: asyncio.Future[InsertResult], seconds: float) -> None:
-    if not future.done():
-        future.set_exception(StoreUnavailable(f"the store did not commit within {seconds:g}s"))

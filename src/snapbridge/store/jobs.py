@@ -4,6 +4,11 @@ Ordering rule: of the jobs of one ordering key that are not finished (queued or 
 lowest id may be claimed, and never while another job of that key is under a live lease. Ids grow in the order
 jobs are enqueued, and the steps of one run are enqueued in step order, so a later step waits for its earlier
 steps and one customer's jobs run one at a time, in order.
+
+Claims in several processes run side by side. On PostgreSQL a claim locks its candidates' ordering keys (an
+advisory lock per key, skipping keys another claim holds) until it commits, then checks the candidates again in a
+snapshot taken after locking: so it sees every lease another claim made on those keys, and two claims never
+lease two jobs of one key, even when an earlier job of the key is queued again meanwhile (a replay).
 """
 
 from __future__ import annotations
@@ -24,6 +29,11 @@ __all__ = ["ACTIVE", "claim", "counts", "create_runs", "enqueue", "lock_key", "n
 ACTIVE = (JobStatus.QUEUED.value, JobStatus.LEASED.value)  # not finished: holds its ordering key
 # Any fixed number: PostgreSQL advisory locks are named by integers, database-wide.
 CLAIM_LOCK = 0x736E6170
+# Candidates a PostgreSQL claim looks at beyond twice its limit, for the keys other claims hold at that moment.
+CLAIM_SPARE = 8
+# Claims lock ordering keys in the key space of this jobs table (its OID): apart from the derivers' (lock_key),
+# and from the stores in other schemas of the database, so none of them skips a key another one holds.
+_CLAIM_KEYS: sa.ColumnClause[int] = sa.literal_column(f"('{jobs.name}'::regclass::oid::bigint % 2147483647)::integer")
 
 
 def _status_in(table: sa.FromClause, *statuses: str) -> sa.ColumnElement[bool]:
@@ -53,36 +63,86 @@ def _leased_elsewhere(candidate: sa.FromClause, live: bool) -> sa.ColumnElement[
     )
 
 
-def _claimable(status: JobStatus) -> sa.Select[Any]:
-    """Head jobs in `status` that are due (queued) or whose lease ran out (leased), earliest first, locked."""
-    job = jobs.alias("j")
-    when = job.c.next_attempt_at if status is JobStatus.QUEUED else job.c.lease_expires_at
-    return (
-        sa.select(job.c.id)
-        .where(_status_in(job, status.value), when <= param("now", WHEN), _heads(job),
-               ~_leased_elsewhere(job, live=True))
-        .order_by(when, job.c.id)
-        .limit(param("limit"))
-        .with_for_update(of=job, skip_locked=True)
+def _due(job: sa.FromClause) -> sa.ColumnElement[bool]:
+    """Queued and due, or leased with the lease run out (its worker died or stalled)."""
+    return sa.or_(
+        sa.and_(_status_in(job, JobStatus.QUEUED.value), job.c.next_attempt_at <= param("now", WHEN)),
+        sa.and_(_status_in(job, JobStatus.LEASED.value), job.c.lease_expires_at <= param("now", WHEN)),
     )
 
 
-_CLAIMABLE = {status: _claimable(status) for status in (JobStatus.LEASED, JobStatus.QUEUED)}
-_LEASE = (
-    jobs.update()
-    .where(jobs.c.id.in_(sa.bindparam("b_ids", expanding=True)))
-    .values(status=JobStatus.LEASED.value, lease_expires_at=param("expires", WHEN), leased_by=param("worker"),
-            lease_token=jobs.c.lease_token + 1, attempts=jobs.c.attempts + 1, updated_at=param("now", WHEN))
-    .returning(*jobs.c)
-)
+def _claimable(status: JobStatus, rank: int) -> sa.Subquery:
+    """Head jobs in `status` that are due (queued) or whose lease ran out (leased), earliest first."""
+    job = jobs.alias("j")
+    when = job.c.next_attempt_at if status is JobStatus.QUEUED else job.c.lease_expires_at
+    return (
+        sa.select(job.c.id, job.c.ordering_key, sa.literal_column(str(rank)).label("rank"), when.label("due"))
+        .where(_status_in(job, status.value), when <= param("now", WHEN), _heads(job),
+               ~_leased_elsewhere(job, live=True))
+        .order_by(when, job.c.id)
+        .limit(param("candidates"))
+        .subquery()
+    )
+
+
+def _candidates() -> dict[str, sa.Select[Any]]:
+    """Up to b_limit ids to lease, expired leases first (a worker died or stalled), then due jobs; by dialect.
+
+    The due part walks the status index in order and stops after b_candidates, however long the queue; the
+    expired part reads the leased jobs. On PostgreSQL the first b_limit whose ordering key this transaction could
+    lock (another claim holding a key is leasing it now): claims at the same moment find the same first
+    candidates, so each looks at a few more.
+    """
+    parts = [sa.select(part) for part in (_claimable(JobStatus.LEASED, 0), _claimable(JobStatus.QUEUED, 1))]
+    both = sa.union_all(*parts).subquery("parts")
+    first = sa.select(both.c.id, both.c.ordering_key).order_by(both.c.rank, both.c.due, both.c.id)
+    first = first.limit(param("candidates"))
+    # Materialized, and scanned in its order up to the limit: keys are locked one by one until there are enough,
+    # not for every row the planner looks at on the way.
+    found = first.cte("candidates").prefix_with("MATERIALIZED")
+    locked = sa.func.pg_try_advisory_xact_lock(_CLAIM_KEYS, sa.func.hashtext(found.c.ordering_key))
+    return {"postgresql": sa.select(found.c.id).where(locked).limit(param("limit")),
+            "sqlite": sa.select(first.subquery().c.id)}
+
+
+def _lease() -> sa.Update:
+    """Lease the candidates b_ids that are still claimable, checked in this statement's own snapshot; returns
+    each leased job with its run's workflow, inbound event and status.
+
+    On PostgreSQL that snapshot is younger than the candidates' key locks, so it holds every lease committed on
+    those keys. Rows locked by a settling worker (an expired lease it is still ending) are skipped.
+    """
+    job = jobs.alias("j")
+    still = (
+        sa.select(job.c.id)
+        .where(job.c.id.in_(sa.bindparam("b_ids", expanding=True)), _due(job), _heads(job),
+               ~_leased_elsewhere(job, live=True))
+        .with_for_update(of=job, skip_locked=True)
+    )
+
+    run = runs.alias("r")
+
+    def of_run(column: str) -> sa.Label[Any]:
+        # A subquery, not a join: SQLite's RETURNING may name only the updated table.
+        return sa.select(run.c[column]).where(run.c.id == jobs.c.run_id).scalar_subquery().label(f"run_{column}")
+
+    return (
+        jobs.update()
+        .where(jobs.c.id.in_(still))
+        .values(status=JobStatus.LEASED.value, lease_expires_at=param("expires", WHEN), leased_by=param("worker"),
+                lease_token=jobs.c.lease_token + 1, attempts=jobs.c.attempts + 1, updated_at=param("now", WHEN))
+        .returning(*jobs.c, of_run("workflow_name"), of_run("inbound_event_id"), of_run("status"))
+    )
+
+
+_CANDIDATES = _candidates()
+_INDEX_ORDER = sa.text("SET LOCAL enable_bitmapscan TO off")
+_LEASE = _lease()
+_NOT_RUNNING = (RunStatus.PENDING.value, RunStatus.FAILED.value)  # a claim sets these running
 _RUNS_RUNNING = (
     runs.update()
-    .where(runs.c.id.in_(sa.bindparam("b_runs", expanding=True)),
-           runs.c.status.in_([RunStatus.PENDING.value, RunStatus.FAILED.value]))
+    .where(runs.c.id.in_(sa.bindparam("b_runs", expanding=True)), runs.c.status.in_(_NOT_RUNNING))
     .values(status=RunStatus.RUNNING.value)
-)
-_RUN_INFO = sa.select(runs.c.id, runs.c.workflow_name, runs.c.inbound_event_id).where(
-    runs.c.id.in_(sa.bindparam("b_runs", expanding=True))
 )
 # By run only, the status checked in Python: with `status = 'succeeded'` in the WHERE, SQLite without
 # statistics walks the status index — every succeeded job ever — instead of the few rows of these runs.
@@ -106,7 +166,6 @@ _JOB_IDS = sa.select(jobs.c.id, jobs.c.idempotency_key).where(
     jobs.c.idempotency_key.in_(sa.bindparam("b_keys", expanding=True))
 )
 _LOCK_KEY = sa.select(sa.func.pg_advisory_xact_lock(CLAIM_LOCK, sa.func.hashtext(param("key"))))
-_LOCK_CLAIMS = sa.select(sa.func.pg_advisory_xact_lock(CLAIM_LOCK))
 
 
 def lock_key(conn: Connection, ordering_key: str) -> None:
@@ -196,27 +255,27 @@ def claim(
     if limit <= 0:
         return []
     now = utc(now)
+    # Two statements, so the second's snapshot comes after the first's key locks (SQLite's claims take turns
+    # anyway, under BEGIN IMMEDIATE, and need no spare candidates).
+    spare = limit
     if is_postgres(conn):
-        # Claims take turns (SQLite gets the same from BEGIN IMMEDIATE). Without this, two claims whose
-        # snapshots both predate the other's commit could lease two jobs of one key when ids commit out of
-        # order.
-        conn.execute(_LOCK_CLAIMS)
-    # Expired leases first (a worker died or stalled), then due jobs, earliest due first: each query walks an
-    # index in order and stops at the limit, however long the queue.
-    picked: list[int] = []
-    for status in (JobStatus.LEASED, JobStatus.QUEUED):
-        if len(picked) < limit:
-            found = conn.execute(_CLAIMABLE[status], {"b_now": now, "b_limit": limit - len(picked)})
-            picked += [int(i) for i in found.scalars()]
+        spare = 2 * limit + CLAIM_SPARE
+        # Walks in index order, which stop early and mark dead entries so later walks step over them. After a
+        # burst of new jobs the statistics still show a short queue, and the planner read every due job in a
+        # bitmap scan, checked each one's key, then sorted: 59 ms a claim with 10,000 queued, 1 ms in order.
+        conn.execute(_INDEX_ORDER)
+    found = conn.execute(_CANDIDATES[conn.dialect.name], {"b_now": now, "b_limit": limit, "b_candidates": spare})
+    picked = [int(i) for i in found.scalars()]
     if not picked:
         return []
     lease = {"b_ids": picked, "b_expires": now + timedelta(seconds=lease_seconds), "b_worker": worker,
              "b_now": now}
     rows = sorted(conn.execute(_LEASE, lease), key=lambda row: int(row.id))
-    run_ids = sorted({int(row.run_id) for row in rows})
-    conn.execute(_RUNS_RUNNING, {"b_runs": run_ids})
-    info = conn.execute(_RUN_INFO, {"b_runs": run_ids})
-    run_info = {row.id: (row.workflow_name, row.inbound_event_id) for row in info}
+    if not rows:
+        return []
+    starting = sorted({int(row.run_id) for row in rows if row.run_status in _NOT_RUNNING})
+    if starting:  # a later step's run is running already: most claims need no write here
+        conn.execute(_RUNS_RUNNING, {"b_runs": starting})
     later = sorted({int(row.run_id) for row in rows if row.step_index > 0})
     outputs: dict[int, list[tuple[int, str, object]]] = {}
     if later:
@@ -225,16 +284,16 @@ def claim(
                 continue
             step = (int(row.step_index), str(row.step_id), row.output)
             outputs.setdefault(int(row.run_id), []).append(step)
-    return [_claimed(row, run_info[row.run_id], outputs.get(row.run_id, [])) for row in rows]
+    return [_claimed(row, outputs.get(row.run_id, [])) for row in rows]
 
 
-def _claimed(
-    row: sa.Row[Any], run: tuple[str, int | None], outputs: list[tuple[int, str, object]]
-) -> ClaimedJob:
+def _claimed(row: sa.Row[Any], outputs: list[tuple[int, str, object]]) -> ClaimedJob:
+    """The job as _LEASE returned it (with its run's columns), and the outputs of its run's steps so far."""
     m = row._mapping
     given = json_dict(m["input"])
     return ClaimedJob(
-        id=m["id"], run_id=m["run_id"], workflow_name=run[0], inbound_event_id=run[1],
+        id=m["id"], run_id=m["run_id"], workflow_name=m["run_workflow_name"],
+        inbound_event_id=m["run_inbound_event_id"],
         step_index=m["step_index"], step_id=m["step_id"], action=m["action"], connection=m["connection"],
         ordering_key=m["ordering_key"], idempotency_key=m["idempotency_key"], input=given,
         deferred={k: v for k, v in json_dict(m["deferred"]).items() if k not in given},
@@ -254,7 +313,7 @@ def next_due_at(conn: Connection) -> datetime | None:
         .limit(1)
     ).scalar()
     expiry = conn.execute(
-        sa.select(sa.func.min(jobs.c.lease_expires_at)).where(jobs.c.status == JobStatus.LEASED.value)
+        sa.select(sa.func.min(jobs.c.lease_expires_at)).where(_status_in(jobs, JobStatus.LEASED.value))
     ).scalar()
     found = [aware(value) for value in (due, expiry) if value is not None]
     return min(found) if found else None

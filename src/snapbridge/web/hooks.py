@@ -36,6 +36,7 @@ from snapbridge.runtime import (
     snapshots_inbound,
 )
 from snapbridge.security import redact_text
+from snapbridge.store import InsertResult
 
 __all__ = ["HookEndpoints", "not_found"]
 
@@ -54,6 +55,13 @@ def not_found() -> Response:
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     text = message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 1] + "…"
     return JSONResponse({"error": text}, status_code=status, headers=headers)
+
+
+def _stored(result: InsertResult) -> Response:
+    # The bytes JSONResponse would render for {"status", "id", "duplicate"}, written directly: every accepted
+    # webhook gets this answer, and the general encoder cost more than the rest of building it.
+    body = b'{"status":"stored","id":%d,"duplicate":%s}' % (result.id, b"true" if result.duplicate else b"false")
+    return Response(body, media_type=_JSON)
 
 
 def _media_type(request: Request) -> str | None:
@@ -79,14 +87,21 @@ async def read_body(request: Request, limit: int) -> bytes | None:
             raise InvalidInput("Content-Length is not a number") from exc
         if size > limit:
             return None
+    # The ASGI messages are read directly: Request.stream() is an async generator, and setting one up and
+    # closing it cost more per webhook than reading a typical body.
     chunks: list[bytes] = []
     received = 0
-    async for chunk in request.stream():
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk: bytes = message.get("body", b"")
         received += len(chunk)
         if received > limit:
             return None
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 class HookEndpoints:
@@ -120,7 +135,6 @@ class HookEndpoints:
         if hook is None:
             log.warning("action=hook_rejected source=gumroad status=404 reason=unknown_secret")
             return not_found()
-        outage = _error(503, "the event could not be stored; retry later")
         try:
             media = _media_type(request)
             if media is not None and media != _FORM and not _is_json(media):
@@ -139,20 +153,18 @@ class HookEndpoints:
         except StoreUnavailable as exc:
             log.warning("action=hook_unstored source=gumroad connection=%s status=503 reason=%s",
                         hook.connection, redact_text(str(exc)))
-            return outage
+            return self._gumroad_outage()
         except ClientDisconnect:
-            return outage  # nobody reads this answer; nothing was stored
+            return self._gumroad_outage()  # nobody reads this answer; nothing was stored
         except Exception as exc:
             log.error("action=hook_error source=gumroad connection=%s status=503 error=%s",
                       hook.connection, type(exc).__name__)
-            return outage
+            return self._gumroad_outage()
         log.info("action=hook_stored source=gumroad connection=%s kind=%s event_id=%d duplicate=%s",
                  hook.connection, row.kind, result.id, result.duplicate)
-        return JSONResponse({"status": "stored", "id": result.id, "duplicate": result.duplicate})
+        return _stored(result)
 
     async def snapshots(self, request: Request) -> Response:
-        retry_after = str(self.config.limits.retry_after_seconds)
-        outage = _error(429, "the event could not be stored; retry later", {"Retry-After": retry_after})
         try:
             if not _is_json(_media_type(request)):
                 return self._rejected("snapshots", 415, f"Content-Type must be {_JSON}")
@@ -167,17 +179,25 @@ class HookEndpoints:
             return self._rejected("snapshots", 400, str(exc))
         except StoreUnavailable as exc:
             log.warning("action=hook_unstored source=snapshots status=429 reason=%s", redact_text(str(exc)))
-            return outage
+            return self._snapshots_outage()
         except ClientDisconnect:
-            return outage
+            return self._snapshots_outage()
         except Exception as exc:
             log.error("action=hook_error source=snapshots status=429 error=%s", type(exc).__name__)
-            return outage
+            return self._snapshots_outage()
         # A webhook id already stored is a replay, and it is answered 200 like any duplicate: the event IS
         # stored (once), and a 2xx is what stops the sender from sending it again.
         log.info("action=hook_stored source=snapshots connection=%s kind=%s event_id=%d duplicate=%s",
                  row.connection, row.kind, result.id, result.duplicate)
-        return JSONResponse({"status": "stored", "id": result.id, "duplicate": result.duplicate})
+        return _stored(result)
+
+    # The outage answers are each sender's "retry later": 503 for Gumroad, 429 with Retry-After for Snapshots.
+    def _gumroad_outage(self) -> Response:
+        return _error(503, "the event could not be stored; retry later")
+
+    def _snapshots_outage(self) -> Response:
+        retry_after = str(self.config.limits.retry_after_seconds)
+        return _error(429, "the event could not be stored; retry later", {"Retry-After": retry_after})
 
     def _rejected(self, source: str, status: int, message: str) -> Response:
         log.warning("action=hook_rejected source=%s status=%d reason=%s", source, status,
