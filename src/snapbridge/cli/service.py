@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sys
 from datetime import UTC, datetime
@@ -48,6 +49,12 @@ def _run(options: ServiceOptions, host: str | None, port: int | None) -> int:
                 loop.add_signal_handler(sig, stop.set)
 
             def ready() -> None:
+                # Everything made at start-up lives as long as the process: keep the collector from scanning it
+                # again and again, and collect less often (bench/ingest.py --gc-tuned: ~10% less CPU per webhook,
+                # p99 at concurrency 64 about halved).
+                gc.collect()
+                gc.freeze()
+                gc.set_threshold(10_000, 10, 10)
                 if options.receiver:
                     click.echo(f"snapbridge is listening on http://{settings.listen}", err=True)
                     for hook in hook_urls(ctx.connections, ctx.vault, f"http://{settings.listen}"):
