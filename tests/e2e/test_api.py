@@ -334,8 +334,8 @@ def test_a_credential_of_another_account_does_not_replace_the_stored_one(served:
 
 
 def test_a_test_run_sends_through_the_workspaces_connections(sandboxes: Sandboxes, admin: httpx.Client) -> None:
-    text = admin.get("/api/v1/templates").json()  # the gallery answers before anything is connected
-    assert any(t["name"] == "purchase-event" for t in text)
+    gallery = admin.get("/api/v1/templates").json()  # the gallery answers before anything is connected
+    assert any(t["name"] == "purchase-event" for t in gallery)
     # Its own workflow name (test keys derive from it) and event ids: the Snapshots sandbox is shared.
     text = template_text("purchase-event").replace("name: purchase-event", "name: api-test-run")
     body = {"yaml": text.replace('event_id: "gumroad-', 'event_id: "api-test-run-')}  # its own event ids too

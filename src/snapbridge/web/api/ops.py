@@ -363,7 +363,8 @@ class Operations:
         records, vault = self._records()
         workflow = checked_workflow(text).model_copy(update={"enabled": True})
         event = self._sample_event(workflow, sample)
-        plans = plan_event(event, _sample_profile(event), [workflow])
+        profile = _sample_profile(event)
+        plans = plan_event(event, profile, [workflow])
         if not plans:
             return RunTestOut(event_type=event.type, matched=False, workflow=workflow.name, steps=[],
                               error=f"the trigger or filter does not match the sample {event.type} event")
@@ -378,7 +379,7 @@ class Operations:
         connections = Connections(records, vault, allowed_hosts=settings.allowed_hosts,
                                   timeout=settings.http_timeout_seconds)
         try:
-            results = await execute_test_run(plan, event, _sample_profile(event), connections, connection_for=own)
+            results = await execute_test_run(plan, event, profile, connections, connection_for=own)
         finally:
             await connections.aclose()
         return RunTestOut(event_type=event.type, matched=True, workflow=workflow.name, steps=[
