@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from starlette.requests import Request
 
 from snapbridge.config import Settings
-from snapbridge.errors import InvalidInput
 from snapbridge.security import (
     LockoutPolicy,
     Passwords,
@@ -119,7 +118,7 @@ class WebContext:
                     ) -> UserRecord:
         name = check_username(username)
         if self.users.user_by_name(name) is not None:
-            raise InvalidInput(f"user {name!r} already exists")
+            raise ApiProblem(409, f"the user name {name!r} is taken")
         return self.users.create_user(name, self.passwords.hash(check_new_password(password)), role,
                                       now=self.clock(), workspace=workspace)
 

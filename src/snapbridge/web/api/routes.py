@@ -199,8 +199,6 @@ def endpoints(ctx: WebContext) -> list[Endpoint]:
                 for u in ctx.users.users_of(p.workspace_id)]
 
     async def create_user(_r: Request, p: Principal, body: m.UserIn) -> object:
-        if ctx.users.user_by_name(body.username.strip()) is not None:
-            raise ApiProblem(409, f"the user name {body.username.strip()!r} is taken")
         user = ctx.create_user(body.username, body.password, Role(body.role), workspace=p.workspace_id)
         return m.UserOut(username=user.username, role=user.role, created_at=user.created_at)
 
