@@ -112,10 +112,14 @@ async def test_products_read_the_same_when_gumroad_paginates(
 ) -> None:
     # The seeded catalogue lists fewer than 10 products and the API cannot create one, so this shows the paged
     # answer is read the same; following next_page_url itself is covered by test_gumroad_pagination.py.
+    start = len(sandboxes.gumroad.journal.entries(method="GET", path="/v2/products"))
     everything = await gumroad.list_products()
+    # The sandbox journals a request after answering it: wait for this one's entry, or it could land after
+    # `before` and be counted as a page.
+    first = await journal_after(sandboxes.gumroad, start, 1, method="GET", path="/v2/products")
     sandboxes.gumroad.configure(paginate_products=True)
     try:
-        before = len(sandboxes.gumroad.journal.entries(method="GET", path="/v2/products"))
+        before = start + len(first)
         paged = await gumroad.list_products()
     finally:
         sandboxes.gumroad.configure(paginate_products=False)
