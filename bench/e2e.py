@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -231,8 +232,10 @@ def spawn(env: dict[str, str], log: IO[bytes], *args: str) -> subprocess.Popen[b
                             cwd=ROOT)
 
 
-def _drained(url: str, query: str, deadline: float) -> tuple[float, float] | None:
+def _drained(url: str, query: str, deadline: float,
+             on_first: Callable[[int], object] | None = None) -> tuple[float, float] | None:
     """Poll `query` (a count) every 100 ms; (when it first went below its start, when it reached 0).
+    `on_first(count left)` is called when it first goes below its start.
 
     Not more often: counting 10,000 unfinished jobs 50 times a second took a tenth of a core from the database
     the stage under test is using.
@@ -249,6 +252,8 @@ def _drained(url: str, query: str, deadline: float) -> tuple[float, float] | Non
                 start_count = left
             elif first is None and left < start_count:
                 first = now
+                if on_first is not None:
+                    on_first(left)
             if left == 0:
                 return (first or now), now
             time.sleep(0.1)
@@ -277,6 +282,7 @@ def run_stages(engine: str, procs: int, args: argparse.Namespace) -> None:
             children.pop().send_signal(signal.SIGTERM)
             print(f"{engine}, stages on a backlog ({len(warm.acked)} first purchases before), "
                   f"delivered by {procs} worker process(es):")
+            serve_cpu = cpu_seconds(children[0])
             cell = load(hook, seller, "stage", args.seconds, None)
             received = len(cell.acked)
             span = max(cell.acked.values()) - min(cell.sent.values())
@@ -286,19 +292,39 @@ def run_stages(engine: str, procs: int, args: argparse.Namespace) -> None:
             if derived:
                 took = derived[1] - min(cell.sent.values())
                 print(f"  derive   {received:6d} events  {received / took:7.0f}/s   (until the last is derived)")
+            used = cpu_seconds(children[0]) - serve_cpu
+            print(f"  serve CPU for receive + derive: {used * 1000 / received:.3f} ms per ping")
             jobs = _count(url, "SELECT count(*) FROM jobs WHERE status IN ('queued', 'leased')")
             begin = time.monotonic()
             children.extend(spawn(env, log, "worker") for _ in range(procs))
+            steady: list[tuple[float, int]] = []  # worker CPU and jobs left once the first job is done
+
+            def started(left: int) -> None:
+                steady.append((sum(cpu_seconds(child) for child in children[-procs:]), left))
+
             delivered = _drained(url, "SELECT count(*) FROM jobs WHERE status IN ('queued', 'leased')",
-                                 time.monotonic() + 300)
+                                 time.monotonic() + 300, started)
             if delivered:
                 print(f"  deliver  {jobs:6d} jobs    {jobs / (delivered[1] - delivered[0]):7.0f}/s   "
                       f"({procs} `snapbridge worker` process(es), from the first job done; "
                       f"{delivered[1] - begin:.1f} s from their start)")
+                if steady:  # from the first job done, so the workers' start-up (imports, connecting) is left out
+                    used = sum(cpu_seconds(child) for child in children[-procs:]) - steady[0][0]
+                    print(f"  worker CPU for deliver: {used * 1000 / steady[0][1]:.3f} ms per job")
             stop_children(children)
     finally:
         stop_children(children, graceful=False)
         boxes.stop()
+
+
+def cpu_seconds(process: subprocess.Popen[bytes]) -> float:
+    """User + system CPU time the child has used so far (Linux /proc; 0.0 elsewhere). Unlike a rate, this
+    hardly moves when other jobs share the machine, so it compares runs on a busy host."""
+    try:
+        fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _count(url: str, query: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -9,7 +10,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import snapbridge.security.redact as redact_module
 from snapbridge.security import (
     RedactingFilter,
     Secret,
@@ -230,3 +234,33 @@ def test_json_text_kept_prefix_is_the_same_as_redacting_everything() -> None:
     assert len(kept) < len(whole)
     assert kept[:500] == whole[:500]
     assert secret not in kept and "k" * 20 not in kept
+
+
+# The name gate: redact_text skips the name-based patterns when no name in the text can be sensitive. Texts
+# built from credential-ish and harmless pieces must redact exactly as with the patterns always run.
+_PIECES = ["api_key", "Api-Key", "token", "TOKEN", "key", "monkey", "pass", "passenger", "sid", "inside",
+           "x", "value", "abc123", ":", ": ", "=", "&", "\"", "'", "\\\"", "{", "}", ",", " ", "\n", "-", "_",
+           "Bearer", "auth", "author", "session_id", "password", "İ", "é"]
+
+
+@given(st.lists(st.sampled_from(_PIECES), max_size=30).map("".join))
+@settings(max_examples=400, deadline=None)
+def test_the_name_gate_changes_no_redaction(text: str) -> None:
+    gated = redact_text(text)
+    with _gate_open():
+        assert redact_text(text) == gated
+
+
+@contextlib.contextmanager
+def _gate_open() -> Iterator[None]:
+    original = redact_module._may_name_sensitive
+    redact_module._may_name_sensitive = lambda lower: True
+    try:
+        yield
+    finally:
+        redact_module._may_name_sensitive = original
+
+
+def test_the_name_gate_lets_a_sensitive_name_through_to_the_patterns() -> None:
+    assert redact_text('note: "api_key": "abc123"') == 'note: "api_key": "****"'
+    assert redact_text("plain words: x=1, y=2") == "plain words: x=1, y=2"

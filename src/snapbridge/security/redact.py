@@ -67,6 +67,7 @@ _COLON_PAIR = re.compile(
     rf"(?<![\w\-\"'])({_NAME})(\s*:[ \t]*)((?:(?:bearer|basic|digest|token)[ \t]+)?[^\s,;'\"&}}\]]+)",
     re.IGNORECASE,
 )
+_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
 _COOKIE_LINE = re.compile(r"(?im)\b(set-cookie|cookie)([ \t]*:[ \t]*)[^\r\n]+")
 _KEEP_LITERALS = frozenset({"null", "true", "false", "none"})
 
@@ -74,8 +75,15 @@ _KEEP_LITERALS = frozenset({"null", "true", "false", "none"})
 @functools.lru_cache(maxsize=4096)  # the same few dozen keys, asked for every value of every excerpt
 def is_sensitive_name(name: str) -> bool:
     """True for parameter, header and JSON key names that hold credentials (token, api_key, password, …)."""
-    flat = re.sub(r"[^a-z0-9]", "", name.lower())
+    flat = _NOT_ALNUM.sub("", name.lower())
     return flat in _SENSITIVE_EXACT or any(part in flat for part in _SENSITIVE_PARTS)
+
+
+def _may_name_sensitive(lower: str) -> bool:
+    """False when no name in the text can be sensitive, so the name-based patterns can be skipped: a sensitive
+    name, flattened, holds a part or is an exact name, and is a contiguous piece of the flattened text."""
+    flat = _NOT_ALNUM.sub("", lower)
+    return any(part in flat for part in _SENSITIVE_PARTS) or any(name in flat for name in _SENSITIVE_EXACT)
 
 
 def _known_values(secrets: Iterable[Secret | str]) -> list[str]:
@@ -139,6 +147,8 @@ def redact_text(text: str, secrets: Iterable[Secret | str] = ()) -> str:
         text = _BEARER.sub(rf"\1 {REDACTED}", text)
     if "eyJ" in text:
         text = _JWT.sub(REDACTED, text)
+    if not _may_name_sensitive(lower):
+        return text  # most excerpts: the patterns below only act on a sensitive name
     if "'" in text or '"' in text:
         text = _QUOTED_PAIR.sub(_quoted_pair, text)
     if '\\"' in text:
