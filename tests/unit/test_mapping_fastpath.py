@@ -124,7 +124,10 @@ def test_starter_and_data_mappings_render_alike_for_every_sample_event() -> None
     # The shapes the direct path exists for are among them, and more than a few.
     assert {"{{ event.customer.email }}", "{{ profile.location_id }}", "{{ steps.find.output[0].location_id }}",
             "gumroad-sale-{{ event.sale.sale_id }}", "snapshots.events.create"} <= direct
-    assert "{{ profile.customer_id | default(event.customer.email) }}" not in direct
+    assert {"{{ profile.customer_id | default(event.customer.email) }}",
+            "{{ event.sale.price_cents | cents_to_money('usd') }}",
+            "{{ event.customer.country_code | default(event.customer.country) | region_for_country }}"} <= direct
+    assert "{{ not event.sale.test }}" not in direct  # operators stay with Jinja
     answered: Counter[str] = Counter()
     for scope in scopes():
         for mapping in compiled:
@@ -172,6 +175,23 @@ SCOPE: dict[str, object] = {
         ("{{ events.sale }}", ("error", "events is undefined; known names: event, profile")),
         ("{{ profile.tags.first }}", ("error", "a list has no field 'first'")),
         ("{{ event.sale.price_cents.cents }}", ("error", "a number has no field 'cents'")),
+        # Filters over paths, with path and literal arguments, chained.
+        ("{{ event.sale.email | upper }}", ("value", "str: 'ADA@EXAMPLE.COM'")),
+        ("{{ event.sale.price_cents | cents_to_money('usd') }}", ("value", "str: '15.00'")),
+        ("{{ event.sale.nope | default(event.sale.email) | upper }}", ("value", "str: 'ADA@EXAMPLE.COM'")),
+        ("{{ event.sale.full_name | default(event.sale.email) }}", ("value", "str: 'ada@example.com'")),
+        ("{{ event.sale.nope | default('none given') }}", ("value", "str: 'none given'")),
+        ("to {{ event.sale.email | upper }}.", ("value", "str: 'to ADA@EXAMPLE.COM.'")),
+        ("{{ event.sale.tags | length }}", ("value", "int: 2")),
+        ("{{ event.sale.nope | upper }}",
+         ("error", "event.sale.nope is undefined; known fields: custom_fields, email, full_name, price_cents, "
+                   "ratio, tags, test")),
+        ("{{ event.sale.nope | default(event.sale.gone) }}",
+         ("error", "event.sale.gone is undefined; known fields: custom_fields, email, full_name, price_cents, "
+                   "ratio, tags, test")),
+        ("{{ event.sale.email | iso8601 }}", ("error", "iso8601 cannot read 'ada@example.com' as an ISO 8601 time")),
+        ("{{ event.sale.tags | cents_to_money }}",
+         ("error", "cents_to_money expects a whole number of minor units, got a list")),
     ],
 )
 def test_direct_paths_render_values_and_errors_as_jinja_does(source: str, expected: tuple[str, str]) -> None:
@@ -182,7 +202,8 @@ def test_direct_paths_render_values_and_errors_as_jinja_does(source: str, expect
 
 @pytest.mark.parametrize(
     "source",
-    ["{{ event.sale.tags[-1] }}", "{{ event.sale.tags[0:1] }}", "{{ event.sale.email | upper }}",
+    ["{{ event.sale.tags[-1] }}", "{{ event.sale.tags[0:1] }}", "{{ event.sale.email | default(event.sale.tags[-1]) }}",
+     "{{ event.sale.price_cents | cents_to_money(currency='usd') }}", "{{ event.sale.email | upper | length > 1 }}",
      "{{ self }}", "{{ loop.index }}", "{{ range(2) }}", "{{ event.sale['tags'][event.sale.price_cents] }}",
      "{% if event.sale.test %}x{% endif %}", "{{ event.sale.price_cents + 1 }}", "{{ 'text' }}",
      "{{ event.sale.tags[True] }}"],
@@ -254,15 +275,32 @@ def paths(draw: st.DrawFn, scope: Mapping[str, object]) -> str:
     return source
 
 
+FILTERS = st.sampled_from(["upper", "lower", "trim", "length", "first", "last", "iso8601", "to_int", "slug",
+                           "tag_list", "region_for_country", "timezone_for_country", "cents_to_money('usd')",
+                           "cents_to_money('JPY')", "default('none')", "default(0)", "default(none)", "slug(3)"])
+
+
+@st.composite
+def expressions(draw: st.DrawFn, scope: Mapping[str, object]) -> str:
+    """A path, often through a chain of filters whose arguments are literals or other paths."""
+    source = draw(paths(scope))
+    for _ in range(draw(st.integers(0, 3))):
+        if draw(st.integers(0, 3)) == 0:
+            source += f" | default({draw(paths(scope))})"
+        else:
+            source += f" | {draw(FILTERS)}"
+    return source
+
+
 @st.composite
 def mappings(draw: st.DrawFn, scope: Mapping[str, object]) -> str:
-    """One path, or text around paths, with and without whitespace control."""
+    """One expression, or text around expressions, with and without whitespace control."""
     if draw(st.booleans()):
-        return f"{{{{ {draw(paths(scope))} }}}}"
+        return f"{{{{ {draw(expressions(scope))} }}}}"
     parts = []
     for _ in range(draw(st.integers(1, 3))):
         left, right = draw(st.sampled_from([("{{ ", " }}"), ("{{- ", " -}}"), ("{{", "}}")]))
-        parts.append(f"{draw(TEXT)}{left}{draw(paths(scope))}{right}")
+        parts.append(f"{draw(TEXT)}{left}{draw(expressions(scope))}{right}")
     return "".join(parts) + draw(TEXT)
 
 

@@ -469,14 +469,71 @@ class _Path:
 
     name: str
     steps: tuple[tuple[Callable[[Any, Any], object], str | int], ...]
+    undefined: Callable[..., object]
 
-    def look_up(self, scope: Mapping[str, object]) -> object:
+    def raw(self, scope: Mapping[str, object]) -> object:
+        """The value as the template reads it, a missing name's or field's Undefined included."""
         if self.name not in scope:
-            return _GIVE_UP
+            # Only `range` is global, and a path never starts with it: the template's undefined(name=…).
+            return self.undefined(name=self.name)
         value = wrap(scope[self.name], self.name)  # as the Jinja path wraps every name in scope
         for get, key in self.steps:
             value = get(value, key)
+        return value
+
+    def look_up(self, scope: Mapping[str, object]) -> object:
+        value = self.raw(scope)
         return _GIVE_UP if isinstance(value, Undefined) else value
+
+
+@dataclass(frozen=True)
+class _Const:
+    """A literal argument of a filter (`cents_to_money('usd')`)."""
+
+    value: object
+
+    def raw(self, scope: Mapping[str, object]) -> object:
+        return self.value
+
+
+@dataclass(frozen=True)
+class _Filtered:
+    """`value | name(arguments)`: the environment's own (guarded) filter called as the compiled template calls
+    it, `filter(value, *arguments)`, so `default` sees a missing value's Undefined just as under Jinja."""
+
+    func: Callable[..., object]
+    args: tuple[_Path | _Const | _Filtered, ...]  # the filtered value first
+
+    def raw(self, scope: Mapping[str, object]) -> object:
+        values = []
+        for arg in self.args:
+            value = arg.raw(scope)
+            if value is _GIVE_UP:
+                return _GIVE_UP
+            values.append(value)
+        return self.func(*values)
+
+    def look_up(self, scope: Mapping[str, object]) -> object:
+        value = self.raw(scope)
+        return _GIVE_UP if isinstance(value, Undefined) else value
+
+
+def _expression(node: nodes.Node, env: _Environment) -> _Path | _Filtered | None:
+    """A path, or a chain of filters over paths whose arguments are paths or literals; None for anything else."""
+    if not isinstance(node, nodes.Filter):
+        return _path(node, env)
+    func = env.filters.get(node.name)
+    if (node.node is None or func is None or node.name == _ITERATE or node.kwargs or node.dyn_args is not None
+            or node.dyn_kwargs is not None):
+        return None
+    inner = _expression(node.node, env)
+    args: list[_Path | _Const | _Filtered] = []
+    for arg in node.args:
+        found = _Const(arg.value) if isinstance(arg, nodes.Const) else _expression(arg, env)
+        if found is None:
+            return None
+        args.append(found)
+    return None if inner is None else _Filtered(func, (inner, *args))
 
 
 def _path(node: nodes.Node, env: _Environment) -> _Path | None:
@@ -491,7 +548,7 @@ def _path(node: nodes.Node, env: _Environment) -> _Path | None:
             steps.append((env.getitem, node.arg.value))
             node = node.node
         elif isinstance(node, nodes.Name) and node.ctx == "load" and node.name not in _JINJA_NAMES:
-            return _Path(node.name, tuple(reversed(steps)))
+            return _Path(node.name, tuple(reversed(steps)), env.undefined)
         else:
             return None
 
@@ -505,16 +562,27 @@ class _Direct:
     renders again and raises its own error. A native mapping is one path; text is parts joined.
     """
 
-    parts: tuple[str | _Path, ...]
-    single: _Path | None  # the one path of a native mapping; None for text
-    limit: int
+    parts: tuple[str | _Path | _Filtered, ...]
+    single: _Path | _Filtered | None  # the one expression of a native mapping; None for text
+    limits: MappingLimits
+    clock: Callable[[], float]
+    filtered: bool  # filters check the render's budget, so they need one
+
+    @property
+    def limit(self) -> int:
+        return self.limits.max_value_chars
 
     def render(self, scope: Mapping[str, object]) -> object:
+        token = _RUN.set(_Run(self.limits, self.clock)) if self.filtered else None
         try:
             return self._render(scope)
         except Exception:
-            # Exotic values in scope can make a lookup or conversion raise; Jinja decides what that means.
+            # Exotic values in scope can make a lookup or conversion raise, and a filter can refuse its input;
+            # Jinja decides what that means (and words the error).
             return _GIVE_UP
+        finally:
+            if token is not None:
+                _RUN.reset(token)
 
     def _render(self, scope: Mapping[str, object]) -> object:
         limit = self.limit
@@ -540,9 +608,9 @@ class _Direct:
         return "".join(pieces)
 
 
-def _direct(tree: nodes.Template, native: bool, env: _Environment) -> _Direct | None:
-    """The direct rendering of a template that is only text and paths, or None for anything else."""
-    parts: list[str | _Path] = []
+def _direct(tree: nodes.Template, native: bool, env: _Environment, clock: Callable[[], float]) -> _Direct | None:
+    """The direct rendering of a template that is only text and paths (filtered or not), or None."""
+    parts: list[str | _Path | _Filtered] = []
     for statement in tree.body:
         if not isinstance(statement, nodes.Output):
             return None
@@ -551,15 +619,16 @@ def _direct(tree: nodes.Template, native: bool, env: _Environment) -> _Direct | 
                 # autoescape is off, so Jinja writes template text unchanged and without finalize.
                 parts.append(node.data)
                 continue
-            path = _path(node, env)
-            if path is None:
+            found = _expression(node, env)
+            if found is None:
                 return None
-            parts.append(path)
+            parts.append(found)
+    filtered = any(isinstance(part, _Filtered) for part in parts)
     if not native:
-        return _Direct(tuple(parts), None, env.limits.max_value_chars)
-    if len(parts) != 1 or not isinstance(parts[0], _Path):
+        return _Direct(tuple(parts), None, env.limits, clock, filtered)
+    if len(parts) != 1 or isinstance(parts[0], str):
         return None
-    return _Direct(tuple(parts), parts[0], env.limits.max_value_chars)
+    return _Direct(tuple(parts), parts[0], env.limits, clock, filtered)
 
 
 @dataclass(frozen=True)
@@ -576,7 +645,7 @@ class CompiledMapping:
 
     @property
     def direct(self) -> bool:
-        """Whether renders look the paths up without Jinja (text and plain paths only)."""
+        """Whether renders look the paths up without Jinja (text, paths and filter chains over paths only)."""
         return self._direct is not None
 
     def render(self, scope: Mapping[str, object]) -> object:
@@ -678,7 +747,7 @@ class MappingEngine:
             raise InvalidInput("; ".join(problems))
         native = _is_single_expression(tree)
         references = _references(tree)
-        direct = _direct(tree, native, self._native_env if native else self._text_env)
+        direct = _direct(tree, native, self._native_env if native else self._text_env, self._clock)
         for loop in list(tree.find_all(nodes.For)):
             # Every loop draws from the render's iteration budget, whatever it iterates over.
             loop.iter = nodes.Filter(loop.iter, _ITERATE, [], [], None, None, lineno=loop.lineno)
