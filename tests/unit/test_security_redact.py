@@ -251,6 +251,27 @@ def test_the_name_gate_changes_no_redaction(text: str) -> None:
         assert redact_text(text) == gated
 
 
+# An escape inside a key ("secr\net" is written secr\\net) must not hide it from the gate.
+_JSON_KEYS = st.sampled_from(["api_key", "api\nkey", "secr\net", "tok\ten", "api\u0001key", "token", "note",
+                              "event_id", "Key", "id", "author", "pass", "x"]) | st.text(max_size=6)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.sampled_from(_PIECES)
+    | st.text(max_size=8) | st.just(Secret("a-secret-value")),
+    lambda inner: st.lists(inner, max_size=3) | st.lists(inner, max_size=2).map(tuple)
+    | st.dictionaries(_JSON_KEYS, inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@given(_JSON, st.sampled_from([None, 5, 40]))
+@settings(max_examples=400, deadline=None)
+def test_json_excerpts_redact_alike_with_and_without_the_gate(value: object, keep: int | None) -> None:
+    gated = redact_json_text(value, ["a-secret-value"], keep=keep)
+    with _gate_open():
+        assert redact_json_text(value, ["a-secret-value"], keep=keep) == gated
+    assert "a-secret-value" not in gated
+
+
 @contextlib.contextmanager
 def _gate_open() -> Iterator[None]:
     original = redact_module._may_name_sensitive

@@ -67,7 +67,8 @@ _COLON_PAIR = re.compile(
     rf"(?<![\w\-\"'])({_NAME})(\s*:[ \t]*)((?:(?:bearer|basic|digest|token)[ \t]+)?[^\s,;'\"&}}\]]+)",
     re.IGNORECASE,
 )
-_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
+_NOT_ALNUM = bytes(c for c in range(128) if not (ord("a") <= c <= ord("z") or ord("0") <= c <= ord("9")))
+_SENSITIVE_NAMES = (*_SENSITIVE_PARTS, *sorted(_SENSITIVE_EXACT))
 _COOKIE_LINE = re.compile(r"(?im)\b(set-cookie|cookie)([ \t]*:[ \t]*)[^\r\n]+")
 _KEEP_LITERALS = frozenset({"null", "true", "false", "none"})
 
@@ -75,15 +76,20 @@ _KEEP_LITERALS = frozenset({"null", "true", "false", "none"})
 @functools.lru_cache(maxsize=4096)  # the same few dozen keys, asked for every value of every excerpt
 def is_sensitive_name(name: str) -> bool:
     """True for parameter, header and JSON key names that hold credentials (token, api_key, password, …)."""
-    flat = _NOT_ALNUM.sub("", name.lower())
+    flat = _flatten(name.lower())
     return flat in _SENSITIVE_EXACT or any(part in flat for part in _SENSITIVE_PARTS)
+
+
+def _flatten(lower: str) -> str:
+    """Only the a-z and 0-9 of a lower-cased text (a byte-table delete: ~20x quicker than a regex)."""
+    return lower.encode("ascii", "ignore").translate(None, _NOT_ALNUM).decode("ascii")
 
 
 def _may_name_sensitive(lower: str) -> bool:
     """False when no name in the text can be sensitive, so the name-based patterns can be skipped: a sensitive
     name, flattened, holds a part or is an exact name, and is a contiguous piece of the flattened text."""
-    flat = _NOT_ALNUM.sub("", lower)
-    return any(part in flat for part in _SENSITIVE_PARTS) or any(name in flat for name in _SENSITIVE_EXACT)
+    flat = _flatten(lower)
+    return any(name in flat for name in _SENSITIVE_NAMES)
 
 
 def _known_values(secrets: Iterable[Secret | str]) -> list[str]:
@@ -209,11 +215,33 @@ def redact_json_text(value: object, secrets: Iterable[Secret | str] = (), *, kee
     credential are redacted (whatever a pattern needs to see of a value that starts in the shown part).
     """
     known = list(secrets)
-    text = json.dumps(_redact_json(value, known, strings=False), ensure_ascii=False, separators=(",", ":"),
-                      default=str)
+    text = _plain_json(value)
+    # The walk below only changes a sensitive key's value or a Secret: with no sensitive name anywhere in the
+    # text (and no escape, which could split a name), the plain dump is what it would give. Most excerpts.
+    if text is None or "\\" in text or _may_name_sensitive(text.lower()):
+        text = json.dumps(_redact_json(value, known, strings=False), ensure_ascii=False, separators=(",", ":"),
+                          default=str)
     if keep is not None and len(text) > keep + _CUT_MARGIN:
         text = text[:keep + _CUT_MARGIN]
     return redact_text(text, known)
+
+
+class _NotPlain(Exception):
+    pass
+
+
+def _secret_only(value: object) -> object:
+    if isinstance(value, Secret):
+        return REDACTED
+    raise _NotPlain  # anything else json cannot write is left to the walk (and its default=str)
+
+
+def _plain_json(value: object) -> str | None:
+    """`value` as compact JSON if it is made of dicts, lists, tuples, scalars and Secrets only, else None."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_secret_only)
+    except (_NotPlain, TypeError, ValueError, RecursionError):
+        return None
 
 
 def _redact_json(value: object, known: list[Secret | str], *, strings: bool = True) -> object:
