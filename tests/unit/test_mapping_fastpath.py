@@ -127,7 +127,12 @@ def test_starter_and_data_mappings_render_alike_for_every_sample_event() -> None
     assert {"{{ profile.customer_id | default(event.customer.email) }}",
             "{{ event.sale.price_cents | cents_to_money('usd') }}",
             "{{ event.customer.country_code | default(event.customer.country) | region_for_country }}"} <= direct
-    assert "{{ not event.sale.test }}" not in direct  # operators stay with Jinja
+    assert {"{{ not event.sale.test }}", "{{ event.type != 'refund' or event.full_refund }}",
+            "{{ event.location.external_id is not none and '@' in event.location.external_id }}",
+            "{{ steps.find.output | length == 0 }}"} <= direct
+    # Arithmetic, conditional expressions and statements stay with Jinja.
+    assert "{{ 'refunded' if event.type == 'refund' else 'cancelled' if event.type == 'cancellation' else 'ended' }}" \
+        not in direct
     answered: Counter[str] = Counter()
     for scope in scopes():
         for mapping in compiled:
@@ -190,6 +195,19 @@ SCOPE: dict[str, object] = {
          ("error", "event.sale.gone is undefined; known fields: custom_fields, email, full_name, price_cents, "
                    "ratio, tags, test")),
         ("{{ event.sale.email | iso8601 }}", ("error", "iso8601 cannot read 'ada@example.com' as an ISO 8601 time")),
+        # Operators and tests.
+        ("{{ not event.sale.test }}", ("value", "bool: True")),
+        ("{{ event.sale.price_cents == 1500 and event.sale.email }}", ("value", "str: 'ada@example.com'")),
+        ("{{ event.sale.test or event.sale.tags }}", ("value", "list: ['a', 'b']")),
+        ("{{ event.sale.test and event.sale.nope }}", ("value", "bool: False")),
+        ("{{ 'a' in event.sale.tags and 'z' not in event.sale.tags }}", ("value", "bool: True")),
+        ("{{ event.sale.full_name is none }}", ("value", "bool: True")),
+        ("{{ event.sale.email is not none and '@' in event.sale.email }}", ("value", "bool: True")),
+        ("{{ event.sale.tags | length >= 2 }}", ("value", "bool: True")),
+        ("{{ not event.sale.nope }}",
+         ("error", "event.sale.nope is undefined; known fields: custom_fields, email, full_name, price_cents, "
+                   "ratio, tags, test")),
+        ("{{ event.sale.price_cents > 'x' }}", ("error", "cannot render the mapping")),
         ("{{ event.sale.tags | cents_to_money }}",
          ("error", "cents_to_money expects a whole number of minor units, got a list")),
     ],
@@ -203,7 +221,8 @@ def test_direct_paths_render_values_and_errors_as_jinja_does(source: str, expect
 @pytest.mark.parametrize(
     "source",
     ["{{ event.sale.tags[-1] }}", "{{ event.sale.tags[0:1] }}", "{{ event.sale.email | default(event.sale.tags[-1]) }}",
-     "{{ event.sale.price_cents | cents_to_money(currency='usd') }}", "{{ event.sale.email | upper | length > 1 }}",
+     "{{ event.sale.price_cents | cents_to_money(currency='usd') }}", "{{ event.sale.price_cents * 2 > 1 }}",
+     "{{ 1 < event.sale.price_cents < 2000 }}", "{{ event.sale.email ~ 'x' }}", "{{ 0 == 0 }}",
      "{{ self }}", "{{ loop.index }}", "{{ range(2) }}", "{{ event.sale['tags'][event.sale.price_cents] }}",
      "{% if event.sale.test %}x{% endif %}", "{{ event.sale.price_cents + 1 }}", "{{ 'text' }}",
      "{{ event.sale.tags[True] }}"],
@@ -281,7 +300,7 @@ FILTERS = st.sampled_from(["upper", "lower", "trim", "length", "first", "last", 
 
 
 @st.composite
-def expressions(draw: st.DrawFn, scope: Mapping[str, object]) -> str:
+def filtered(draw: st.DrawFn, scope: Mapping[str, object]) -> str:
     """A path, often through a chain of filters whose arguments are literals or other paths."""
     source = draw(paths(scope))
     for _ in range(draw(st.integers(0, 3))):
@@ -290,6 +309,26 @@ def expressions(draw: st.DrawFn, scope: Mapping[str, object]) -> str:
         else:
             source += f" | {draw(FILTERS)}"
     return source
+
+
+LITERALS = st.sampled_from(["0", "1", "'a'", "'@'", "none", "true", "''", "[]"])
+OPERATORS = st.sampled_from(["==", "!=", "<", ">=", "in", "not in"])
+
+
+@st.composite
+def expressions(draw: st.DrawFn, scope: Mapping[str, object]) -> str:
+    """A filtered path, or `not`, a test, a comparison, `and`/`or` over such paths and literals."""
+    operand = draw(filtered(scope)) if draw(st.integers(0, 3)) else draw(LITERALS)
+    kind = draw(st.integers(0, 6))
+    if kind == 0:
+        return f"not {draw(filtered(scope))}"
+    if kind == 1:
+        return f"{draw(filtered(scope))} is {draw(st.sampled_from(['none', 'not none', 'defined', 'string']))}"
+    if kind == 2:
+        return f"{operand} {draw(OPERATORS)} {draw(filtered(scope)) if draw(st.booleans()) else draw(LITERALS)}"
+    if kind == 3:
+        return f"{draw(filtered(scope))} {draw(st.sampled_from(['and', 'or']))} {operand}"
+    return draw(filtered(scope))
 
 
 @st.composite

@@ -14,6 +14,7 @@ comes from one place.
 
 from __future__ import annotations
 
+import operator
 import threading
 import time
 from collections import OrderedDict
@@ -497,12 +498,14 @@ class _Const:
 
 
 @dataclass(frozen=True)
-class _Filtered:
-    """`value | name(arguments)`: the environment's own (guarded) filter called as the compiled template calls
-    it, `filter(value, *arguments)`, so `default` sees a missing value's Undefined just as under Jinja."""
+class _Call:
+    """A filter, test or operator over expressions, called as the compiled template calls it: `filter(value,
+    *arguments)` with the environment's own (guarded) filter, `test(value)`, and plain Python operators for
+    `not`, `==`, `in`… (the sandbox intercepts only arithmetic, which stays with Jinja). So `default` sees a
+    missing value's Undefined, and an Undefined operand raises, just as under Jinja."""
 
     func: Callable[..., object]
-    args: tuple[_Path | _Const | _Filtered, ...]  # the filtered value first
+    args: tuple[_Expression, ...]  # a filter's or test's value first
 
     def raw(self, scope: Mapping[str, object]) -> object:
         values = []
@@ -518,22 +521,69 @@ class _Filtered:
         return _GIVE_UP if isinstance(value, Undefined) else value
 
 
-def _expression(node: nodes.Node, env: _Environment) -> _Path | _Filtered | None:
-    """A path, or a chain of filters over paths whose arguments are paths or literals; None for anything else."""
-    if not isinstance(node, nodes.Filter):
-        return _path(node, env)
-    func = env.filters.get(node.name)
-    if (node.node is None or func is None or node.name == _ITERATE or node.kwargs or node.dyn_args is not None
-            or node.dyn_kwargs is not None):
-        return None
-    inner = _expression(node.node, env)
-    args: list[_Path | _Const | _Filtered] = []
-    for arg in node.args:
-        found = _Const(arg.value) if isinstance(arg, nodes.Const) else _expression(arg, env)
-        if found is None:
+@dataclass(frozen=True)
+class _Logic:
+    """`a and b`, `a or b`: Python's own, so the right side is read only when the left does not decide."""
+
+    is_and: bool
+    left: _Expression
+    right: _Expression
+
+    def raw(self, scope: Mapping[str, object]) -> object:
+        left = self.left.raw(scope)
+        if left is _GIVE_UP or (not left if self.is_and else left):
+            return left
+        return self.right.raw(scope)
+
+    def look_up(self, scope: Mapping[str, object]) -> object:
+        value = self.raw(scope)
+        return _GIVE_UP if isinstance(value, Undefined) else value
+
+
+_Expression = _Path | _Const | _Call | _Logic
+_COMPARE: dict[str, Callable[[Any, Any], object]] = {
+    "eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "gteq": operator.ge, "lt": operator.lt,
+    "lteq": operator.le, "in": lambda a, b: a in b, "notin": lambda a, b: a not in b,
+}
+
+
+def _operand(node: nodes.Node, env: _Environment) -> _Expression | None:
+    return _Const(node.value) if isinstance(node, nodes.Const) else _expression(node, env)
+
+
+def _expression(node: nodes.Node, env: _Environment) -> _Path | _Call | _Logic | None:
+    """A path, or filters, tests, `not`, one comparison, `and`, `or` over paths and literals; None otherwise."""
+    func: Callable[..., object]
+    if isinstance(node, nodes.Filter | nodes.Test):
+        table: Mapping[str, Any] = env.filters if isinstance(node, nodes.Filter) else env.tests
+        named = table.get(node.name)
+        if (node.node is None or named is None or node.name == _ITERATE or node.kwargs or node.dyn_args is not None
+                or node.dyn_kwargs is not None):
             return None
-        args.append(found)
-    return None if inner is None else _Filtered(func, (inner, *args))
+        func = named
+        operands = [_operand(arg, env) for arg in (node.node, *node.args)]
+    elif isinstance(node, nodes.Not):
+        func, operands = operator.not_, [_operand(node.node, env)]
+    elif isinstance(node, nodes.Compare) and len(node.ops) == 1 and node.ops[0].op in _COMPARE:
+        func, operands = _COMPARE[node.ops[0].op], [_operand(node.expr, env), _operand(node.ops[0].expr, env)]
+    elif isinstance(node, nodes.And | nodes.Or):
+        left, right = _operand(node.left, env), _operand(node.right, env)
+        return None if left is None or right is None else _Logic(isinstance(node, nodes.And), left, right)
+    else:
+        return _path(node, env)
+    if any(operand is None for operand in operands):
+        return None
+    return _Call(func, tuple(operand for operand in operands if operand is not None))
+
+
+def _reads_scope(expression: _Expression) -> bool:
+    """Whether it reads a path. One that does not is constant, and Jinja folds that when compiling (a folded
+    `{{ 0 == 0 }}` writes 'True'), so it stays with Jinja."""
+    if isinstance(expression, _Call):
+        return any(_reads_scope(arg) for arg in expression.args)
+    if isinstance(expression, _Logic):
+        return _reads_scope(expression.left) or _reads_scope(expression.right)
+    return isinstance(expression, _Path)
 
 
 def _path(node: nodes.Node, env: _Environment) -> _Path | None:
@@ -562,11 +612,11 @@ class _Direct:
     renders again and raises its own error. A native mapping is one path; text is parts joined.
     """
 
-    parts: tuple[str | _Path | _Filtered, ...]
-    single: _Path | _Filtered | None  # the one expression of a native mapping; None for text
+    parts: tuple[str | _Path | _Call | _Logic, ...]
+    single: _Path | _Call | _Logic | None  # the one expression of a native mapping; None for text
     limits: MappingLimits
     clock: Callable[[], float]
-    filtered: bool  # filters check the render's budget, so they need one
+    filtered: bool  # calls filters (they check the render's budget, so they need one) or operators
 
     @property
     def limit(self) -> int:
@@ -610,7 +660,7 @@ class _Direct:
 
 def _direct(tree: nodes.Template, native: bool, env: _Environment, clock: Callable[[], float]) -> _Direct | None:
     """The direct rendering of a template that is only text and paths (filtered or not), or None."""
-    parts: list[str | _Path | _Filtered] = []
+    parts: list[str | _Path | _Call | _Logic] = []
     for statement in tree.body:
         if not isinstance(statement, nodes.Output):
             return None
@@ -620,10 +670,10 @@ def _direct(tree: nodes.Template, native: bool, env: _Environment, clock: Callab
                 parts.append(node.data)
                 continue
             found = _expression(node, env)
-            if found is None:
+            if found is None or not _reads_scope(found):
                 return None
             parts.append(found)
-    filtered = any(isinstance(part, _Filtered) for part in parts)
+    filtered = any(isinstance(part, _Call | _Logic) for part in parts)
     if not native:
         return _Direct(tuple(parts), None, env.limits, clock, filtered)
     if len(parts) != 1 or isinstance(parts[0], str):
@@ -645,7 +695,7 @@ class CompiledMapping:
 
     @property
     def direct(self) -> bool:
-        """Whether renders look the paths up without Jinja (text, paths and filter chains over paths only)."""
+        """Whether renders skip Jinja (text, paths, and filters, tests and operators over paths only)."""
         return self._direct is not None
 
     def render(self, scope: Mapping[str, object]) -> object:
