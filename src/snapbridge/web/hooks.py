@@ -20,7 +20,8 @@ retries, and every 4xx above is one it does not.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from starlette.requests import ClientDisconnect, Request
@@ -38,7 +39,7 @@ from snapbridge.runtime import (
 from snapbridge.security import redact_text
 from snapbridge.store import InsertResult
 
-__all__ = ["HookEndpoints", "not_found"]
+__all__ = ["HookEndpoints", "not_found", "refuse_non_finite"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,26 @@ def _stored(result: InsertResult) -> Response:
     # webhook gets this answer, and the general encoder cost more than the rest of building it.
     body = b'{"status":"stored","id":%d,"duplicate":%s}' % (result.id, b"true" if result.duplicate else b"false")
     return Response(body, media_type=_JSON)
+
+
+def refuse_non_finite(payload: Mapping[str, object]) -> None:
+    """InvalidInput when a parsed JSON body holds NaN or ±Infinity (Python's JSON reader accepts them, and reads
+    a number too large for a float as Infinity). JSON has no such numbers: PostgreSQL refuses the row, and with
+    it the whole group commit it rides in, so every webhook of that batch would be told to retry, again."""
+    pending: list[object] = [payload]
+    while pending:  # not recursive: a deeply nested body must not overflow the stack
+        value = pending.pop()
+        if value.__class__ is float:
+            if math.isnan(value):
+                raise InvalidInput("webhook body holds NaN, which is not a JSON number")
+            if math.isinf(value):
+                sign = "-" if value < 0 else ""
+                raise InvalidInput(f"webhook body holds {sign}Infinity (or a number too large for a float), "
+                                   "which is not a JSON number")
+        elif value.__class__ is dict:
+            pending.extend(value.values())
+        elif value.__class__ is list:
+            pending.extend(value)
 
 
 def _media_type(request: Request) -> str | None:
@@ -145,6 +166,8 @@ class HookEndpoints:
             _event, row = gumroad_inbound(
                 hook, body, media, now=self._clock(), max_body_bytes=self._max_body_bytes
             )
+            if media != _FORM:  # a form body holds only strings
+                refuse_non_finite(row.payload)
             result = await self._committer.submit(row)
         except (InvalidInput, WebhookRejected) as exc:
             # A sale for another seller is refused with 400 rather than 404: the secret already proved the
@@ -172,6 +195,7 @@ class HookEndpoints:
             if body is None:
                 return self._too_large("snapshots")
             _event, row = snapshots_inbound(self.config, body, request.headers, now=self._clock())
+            refuse_non_finite(row.payload)
             result = await self._committer.submit(row)
         except WebhookRejected as exc:
             return self._rejected("snapshots", 401, str(exc))
