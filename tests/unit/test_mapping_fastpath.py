@@ -26,11 +26,11 @@ from snapbridge.workflows import (
     plan_event,
     render_scope,
 )
+from snapbridge.workflows.budget import MappingLimits
+from snapbridge.workflows.direct import GIVE_UP
 from snapbridge.workflows.mapping import (
-    _GIVE_UP,
     CompiledMapping,
     MappingEngine,
-    MappingLimits,
     _jinja_only,
     compile_mapping,
     default_engine,
@@ -67,7 +67,7 @@ def compare(mapping: CompiledMapping, scope: Mapping[str, object]) -> tuple[str,
         jinja = outcome(mapping, scope)
     assert usual == jinja, mapping.source
     if mapping.direct:
-        answered = mapping._direct.render(scope) is not _GIVE_UP  # type: ignore[union-attr]
+        answered = mapping._direct.render(scope) is not GIVE_UP  # type: ignore[union-attr]
         assert answered == (jinja[0] == "value"), (mapping.source, jinja)
     return jinja
 

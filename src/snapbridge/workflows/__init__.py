@@ -1,5 +1,6 @@
 """Workflows: the YAML model, the mapping language, trigger matching, segments and planning; pure code."""
 
+from snapbridge.workflows.budget import MappingLimits
 from snapbridge.workflows.countries import COUNTRIES, Country, Region, find_country
 from snapbridge.workflows.events import (
     EVENT_SPECS,
@@ -34,7 +35,7 @@ from snapbridge.workflows.events import (
 )
 from snapbridge.workflows.filters import FILTER_DOCS, FILTERS
 from snapbridge.workflows.loader import Problem, check_workflow, load_data, load_workflow, parse_document
-from snapbridge.workflows.mapping import CompiledMapping, MappingEngine, MappingLimits, compile_mapping
+from snapbridge.workflows.mapping import CompiledMapping, MappingEngine, compile_mapping
 from snapbridge.workflows.matching import filter_holds, render_scope, trigger_matches, triggered_by
 from snapbridge.workflows.model import LOCAL_ACTIONS, ActionSpec, Step, TriggerSpec, Workflow, find_action
 from snapbridge.workflows.planner import (

@@ -6,15 +6,13 @@ Missing fields fail with the path that was asked for. Only fields of objects, it
 counters, range() and the filters of `filters.FILTERS` are reachable: no methods, no attributes of Python
 objects, no imports, no macros. Every value, loop, number and render is bounded by `MappingLimits`.
 
-Most mappings are plain text, one path (`{{ profile.email }}`) or text around paths. Those are rendered by
-looking the paths up directly, through the sandbox's own getattr/getitem and the same value conversions;
-whenever that lookup does not succeed cleanly, the Jinja template renders instead, so every error message
+Most mappings are text, paths, and filters, tests and simple operators over paths: `direct` renders those
+without Jinja, and the Jinja template renders whenever that does not succeed cleanly, so every error message
 comes from one place.
 """
 
 from __future__ import annotations
 
-import operator
 import threading
 import time
 from collections import OrderedDict
@@ -34,6 +32,8 @@ from jinja2.sandbox import SandboxedEnvironment
 from jinja2.tests import TESTS
 
 from snapbridge.errors import InvalidInput
+from snapbridge.workflows.budget import ITERATE_FILTER, RENDER_BUDGET, MappingLimits, RenderBudget, current_budget
+from snapbridge.workflows.direct import GIVE_UP, DirectMapping, direct_mapping
 from snapbridge.workflows.filters import FILTERS
 from snapbridge.workflows.values import (
     SCOPE_NAMES,
@@ -58,7 +58,6 @@ __all__ = [
 
 ReferencePath = tuple[str | int, ...]
 
-_ITERATE = "_snapbridge_iterate"
 _LOOP_FIELDS = frozenset(
     {"index", "index0", "revindex", "revindex0", "first", "last", "length", "depth", "depth0", "previtem",
      "nextitem"}
@@ -78,45 +77,6 @@ _STATEMENT_NAMES: Mapping[type[nodes.Node], str] = {
 }
 
 
-@dataclass(frozen=True)
-class MappingLimits:
-    """What one mapping may cost. Normal mappings stay far below every limit."""
-
-    max_source_chars: int = 8192
-    max_value_chars: int = 65536
-    max_range: int = 1000
-    max_iterations: int = 10_000
-    max_int_bits: int = 256
-    max_nesting: int = 32
-    max_seconds: float = 1.0
-    cache_size: int = 4096
-
-
-class _Run:
-    """The budget of one render: loop iterations left and a deadline."""
-
-    __slots__ = ("clock", "deadline", "iterations", "limits")
-
-    def __init__(self, limits: MappingLimits, clock: Callable[[], float]) -> None:
-        self.limits = limits
-        self.clock = clock
-        self.deadline = clock() + limits.max_seconds
-        self.iterations = 0
-
-    def tick(self) -> None:
-        self.iterations += 1
-        if self.iterations > self.limits.max_iterations:
-            raise InvalidInput(f"loops ran more than {self.limits.max_iterations} iterations")
-        self.check_time()
-
-    def check_time(self) -> None:
-        if self.clock() > self.deadline:
-            raise InvalidInput(f"rendering took longer than {self.limits.max_seconds} s")
-
-
-_RUN: ContextVar[_Run | None] = ContextVar("snapbridge_mapping_run", default=None)
-
-
 # Set only by `_jinja_only`: every render goes through Jinja, the reference the direct path is checked against.
 _JINJA_ONLY: ContextVar[bool] = ContextVar("snapbridge_mapping_jinja_only", default=False)
 
@@ -131,12 +91,7 @@ def _jinja_only() -> Iterator[None]:
         _JINJA_ONLY.reset(token)
 
 
-def _current() -> _Run:
-    run = _RUN.get()
-    if run is None:
-        # Jinja folds constant expressions while compiling; refusing here keeps all work inside a budget.
-        raise InvalidInput("a mapping is evaluated only while rendering")
-    return run
+
 
 
 def _fail_if_missing(*values: object) -> None:
@@ -218,7 +173,7 @@ def _guarded(name: str, func: Callable[..., object], limits: MappingLimits) -> C
     limit = limits.max_value_chars
 
     def guarded(*args: object, **kwargs: object) -> object:
-        _current().check_time()
+        current_budget().check_time()
         values = [*args, *kwargs.values()]
         # Only `default` may look at a missing value; every other use names the missing path.
         _fail_if_missing(*(values[1:] if name == "default" else values))
@@ -273,7 +228,7 @@ class _Environment(SandboxedEnvironment):
         self.globals.clear()
         self.globals["range"] = self._range
         self.filters = {name: _guarded(name, func, limits) for name, func in FILTERS.items()}
-        self.filters[_ITERATE] = self._iterate
+        self.filters[ITERATE_FILTER] = self._iterate
         self.tests = dict(TESTS)
 
     def _finalize(self, value: object) -> str:
@@ -283,7 +238,7 @@ class _Environment(SandboxedEnvironment):
         return self.bounded_concat(tuple(parts))
 
     def bounded_concat(self, parts: Sequence[object]) -> str:
-        _current().check_time()
+        current_budget().check_time()
         limit = self.limits.max_value_chars
         pieces: list[str] = []
         total = 0
@@ -310,7 +265,7 @@ class _Environment(SandboxedEnvironment):
         return numbers
 
     def _iterate(self, value: object) -> Iterator[object]:
-        run = _current()
+        run = current_budget()
         _fail_if_missing(value)
         if not isinstance(value, str | Mapping | Sequence | range | Iterator):
             raise InvalidInput(f"cannot loop over {describe(value)}")
@@ -368,7 +323,7 @@ class _Environment(SandboxedEnvironment):
         return __self._range(*args)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        _current().check_time()
+        current_budget().check_time()
         _fail_if_missing(left, right)
         return _binop(operator, left, right, self.limits)
 
@@ -458,229 +413,6 @@ def _is_single_expression(tree: nodes.Template) -> bool:
             and not isinstance(body[0].nodes[0], nodes.TemplateData))
 
 
-# Names Jinja may resolve otherwise than from the scope: `self` is the template, `range` a global, the rest
-# mean something inside loops, macros and blocks. A path starting with one of them stays with Jinja.
-_JINJA_NAMES = frozenset({"self", "loop", "range", "super", "caller", "varargs", "kwargs"})
-_GIVE_UP = object()  # what the direct path answers when Jinja must render (and report) instead
-
-
-@dataclass(frozen=True)
-class _Path:
-    """`event.sale.price_cents`: a scope name and the fields and items read off it, one getter per step."""
-
-    name: str
-    steps: tuple[tuple[Callable[[Any, Any], object], str | int], ...]
-    undefined: Callable[..., object]
-
-    def raw(self, scope: Mapping[str, object]) -> object:
-        """The value as the template reads it, a missing name's or field's Undefined included."""
-        if self.name not in scope:
-            # Only `range` is global, and a path never starts with it: the template's undefined(name=…).
-            return self.undefined(name=self.name)
-        value = wrap(scope[self.name], self.name)  # as the Jinja path wraps every name in scope
-        for get, key in self.steps:
-            value = get(value, key)
-        return value
-
-    def look_up(self, scope: Mapping[str, object]) -> object:
-        value = self.raw(scope)
-        return _GIVE_UP if isinstance(value, Undefined) else value
-
-
-@dataclass(frozen=True)
-class _Const:
-    """A literal argument of a filter (`cents_to_money('usd')`)."""
-
-    value: object
-
-    def raw(self, scope: Mapping[str, object]) -> object:
-        return self.value
-
-
-@dataclass(frozen=True)
-class _Call:
-    """A filter, test or operator over expressions, called as the compiled template calls it: `filter(value,
-    *arguments)` with the environment's own (guarded) filter, `test(value)`, and plain Python operators for
-    `not`, `==`, `in`… (the sandbox intercepts only arithmetic, which stays with Jinja). So `default` sees a
-    missing value's Undefined, and an Undefined operand raises, just as under Jinja."""
-
-    func: Callable[..., object]
-    args: tuple[_Expression, ...]  # a filter's or test's value first
-
-    def raw(self, scope: Mapping[str, object]) -> object:
-        values = []
-        for arg in self.args:
-            value = arg.raw(scope)
-            if value is _GIVE_UP:
-                return _GIVE_UP
-            values.append(value)
-        return self.func(*values)
-
-    def look_up(self, scope: Mapping[str, object]) -> object:
-        value = self.raw(scope)
-        return _GIVE_UP if isinstance(value, Undefined) else value
-
-
-@dataclass(frozen=True)
-class _Logic:
-    """`a and b`, `a or b`: Python's own, so the right side is read only when the left does not decide."""
-
-    is_and: bool
-    left: _Expression
-    right: _Expression
-
-    def raw(self, scope: Mapping[str, object]) -> object:
-        left = self.left.raw(scope)
-        if left is _GIVE_UP or (not left if self.is_and else left):
-            return left
-        return self.right.raw(scope)
-
-    def look_up(self, scope: Mapping[str, object]) -> object:
-        value = self.raw(scope)
-        return _GIVE_UP if isinstance(value, Undefined) else value
-
-
-_Expression = _Path | _Const | _Call | _Logic
-_COMPARE: dict[str, Callable[[Any, Any], object]] = {
-    "eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "gteq": operator.ge, "lt": operator.lt,
-    "lteq": operator.le, "in": lambda a, b: a in b, "notin": lambda a, b: a not in b,
-}
-
-
-def _operand(node: nodes.Node, env: _Environment) -> _Expression | None:
-    return _Const(node.value) if isinstance(node, nodes.Const) else _expression(node, env)
-
-
-def _expression(node: nodes.Node, env: _Environment) -> _Path | _Call | _Logic | None:
-    """A path, or filters, tests, `not`, one comparison, `and`, `or` over paths and literals; None otherwise."""
-    func: Callable[..., object]
-    if isinstance(node, nodes.Filter | nodes.Test):
-        table: Mapping[str, Any] = env.filters if isinstance(node, nodes.Filter) else env.tests
-        named = table.get(node.name)
-        if (node.node is None or named is None or node.name == _ITERATE or node.kwargs or node.dyn_args is not None
-                or node.dyn_kwargs is not None):
-            return None
-        func = named
-        operands = [_operand(arg, env) for arg in (node.node, *node.args)]
-    elif isinstance(node, nodes.Not):
-        func, operands = operator.not_, [_operand(node.node, env)]
-    elif isinstance(node, nodes.Compare) and len(node.ops) == 1 and node.ops[0].op in _COMPARE:
-        func, operands = _COMPARE[node.ops[0].op], [_operand(node.expr, env), _operand(node.ops[0].expr, env)]
-    elif isinstance(node, nodes.And | nodes.Or):
-        left, right = _operand(node.left, env), _operand(node.right, env)
-        return None if left is None or right is None else _Logic(isinstance(node, nodes.And), left, right)
-    else:
-        return _path(node, env)
-    if any(operand is None for operand in operands):
-        return None
-    return _Call(func, tuple(operand for operand in operands if operand is not None))
-
-
-def _reads_scope(expression: _Expression) -> bool:
-    """Whether it reads a path. One that does not is constant, and Jinja folds that when compiling (a folded
-    `{{ 0 == 0 }}` writes 'True'), so it stays with Jinja."""
-    if isinstance(expression, _Call):
-        return any(_reads_scope(arg) for arg in expression.args)
-    if isinstance(expression, _Logic):
-        return _reads_scope(expression.left) or _reads_scope(expression.right)
-    return isinstance(expression, _Path)
-
-
-def _path(node: nodes.Node, env: _Environment) -> _Path | None:
-    """The path of `name.field[0]['key']…` (constant keys only), read as the compiled template reads it."""
-    steps: list[tuple[Callable[[Any, Any], object], str | int]] = []
-    while True:
-        if isinstance(node, nodes.Getattr) and node.ctx == "load":
-            steps.append((env.getattr, node.attr))
-            node = node.node
-        elif (isinstance(node, nodes.Getitem) and node.ctx == "load" and isinstance(node.arg, nodes.Const)
-              and type(node.arg.value) in (str, int)):
-            steps.append((env.getitem, node.arg.value))
-            node = node.node
-        elif isinstance(node, nodes.Name) and node.ctx == "load" and node.name not in _JINJA_NAMES:
-            return _Path(node.name, tuple(reversed(steps)), env.undefined)
-        else:
-            return None
-
-
-@dataclass(frozen=True)
-class _Direct:
-    """A mapping made only of text and paths, rendered without Jinja.
-
-    `render` gives what the Jinja template gives whenever that succeeds, and `_GIVE_UP` in every other case
-    (a missing name or field, a value over the limit, a value that cannot be converted), so that Jinja
-    renders again and raises its own error. A native mapping is one path; text is parts joined.
-    """
-
-    parts: tuple[str | _Path | _Call | _Logic, ...]
-    single: _Path | _Call | _Logic | None  # the one expression of a native mapping; None for text
-    limits: MappingLimits
-    clock: Callable[[], float]
-    filtered: bool  # calls filters (they check the render's budget, so they need one) or operators
-
-    @property
-    def limit(self) -> int:
-        return self.limits.max_value_chars
-
-    def render(self, scope: Mapping[str, object]) -> object:
-        token = _RUN.set(_Run(self.limits, self.clock)) if self.filtered else None
-        try:
-            return self._render(scope)
-        except Exception:
-            # Exotic values in scope can make a lookup or conversion raise, and a filter can refuse its input;
-            # Jinja decides what that means (and words the error).
-            return _GIVE_UP
-        finally:
-            if token is not None:
-                _RUN.reset(token)
-
-    def _render(self, scope: Mapping[str, object]) -> object:
-        limit = self.limit
-        if self.single is not None:
-            value = self.single.look_up(scope)
-            if value is _GIVE_UP or measure(value, limit) > limit:
-                return _GIVE_UP
-            return to_plain(value)
-        pieces: list[str] = []
-        total = 0
-        for part in self.parts:
-            if isinstance(part, str):
-                text = part
-            else:
-                value = part.look_up(scope)
-                if value is _GIVE_UP:
-                    return _GIVE_UP
-                text = to_text(value, limit)
-            total += len(text)
-            if total > limit:
-                return _GIVE_UP
-            pieces.append(text)
-        return "".join(pieces)
-
-
-def _direct(tree: nodes.Template, native: bool, env: _Environment, clock: Callable[[], float]) -> _Direct | None:
-    """The direct rendering of a template that is only text and paths (filtered or not), or None."""
-    parts: list[str | _Path | _Call | _Logic] = []
-    for statement in tree.body:
-        if not isinstance(statement, nodes.Output):
-            return None
-        for node in statement.nodes:
-            if isinstance(node, nodes.TemplateData):
-                # autoescape is off, so Jinja writes template text unchanged and without finalize.
-                parts.append(node.data)
-                continue
-            found = _expression(node, env)
-            if found is None or not _reads_scope(found):
-                return None
-            parts.append(found)
-    filtered = any(isinstance(part, _Call | _Logic) for part in parts)
-    if not native:
-        return _Direct(tuple(parts), None, env.limits, clock, filtered)
-    if len(parts) != 1 or isinstance(parts[0], str):
-        return None
-    return _Direct(tuple(parts), parts[0], env.limits, clock, filtered)
-
-
 @dataclass(frozen=True)
 class CompiledMapping:
     """One checked, compiled mapping value; render it as often as needed."""
@@ -691,7 +423,7 @@ class CompiledMapping:
     _template: Template = field(repr=False, compare=False)
     _limits: MappingLimits = field(repr=False, compare=False)
     _clock: Callable[[], float] = field(repr=False, compare=False)
-    _direct: _Direct | None = field(default=None, repr=False, compare=False)
+    _direct: DirectMapping | None = field(default=None, repr=False, compare=False)
 
     @property
     def direct(self) -> bool:
@@ -702,13 +434,13 @@ class CompiledMapping:
         """The value for this scope (`event`, `profile`, `steps`…): native for one expression, else text."""
         if self._direct is not None and not _JINJA_ONLY.get():
             value = self._direct.render(scope)
-            if value is not _GIVE_UP:
+            if value is not GIVE_UP:
                 return value
         return self._render_jinja(scope)
 
     def _render_jinja(self, scope: Mapping[str, object]) -> object:
-        run = _Run(self._limits, self._clock)
-        run_token = _RUN.set(run)
+        run = RenderBudget(self._limits, self._clock)
+        run_token = RENDER_BUDGET.set(run)
         names_token = SCOPE_NAMES.set(tuple(sorted(scope)))
         try:
             variables = {name: wrap(value, name) for name, value in scope.items()}
@@ -727,7 +459,7 @@ class CompiledMapping:
             raise InvalidInput("cannot render the mapping") from exc
         finally:
             SCOPE_NAMES.reset(names_token)
-            _RUN.reset(run_token)
+            RENDER_BUDGET.reset(run_token)
 
     def _collect(self, chunks: Iterator[object]) -> object:
         limit = self._limits.max_value_chars
@@ -797,10 +529,10 @@ class MappingEngine:
             raise InvalidInput("; ".join(problems))
         native = _is_single_expression(tree)
         references = _references(tree)
-        direct = _direct(tree, native, self._native_env if native else self._text_env, self._clock)
+        direct = direct_mapping(tree, native, self._native_env if native else self._text_env, self.limits, self._clock)
         for loop in list(tree.find_all(nodes.For)):
             # Every loop draws from the render's iteration budget, whatever it iterates over.
-            loop.iter = nodes.Filter(loop.iter, _ITERATE, [], [], None, None, lineno=loop.lineno)
+            loop.iter = nodes.Filter(loop.iter, ITERATE_FILTER, [], [], None, None, lineno=loop.lineno)
         env = self._native_env if native else self._text_env
         try:
             code = env.compile(tree)
