@@ -9,7 +9,8 @@ explicit unique emails, which cost the same at any size. Seeding time is printed
 child process against a fresh SQLite file, a fresh PostgreSQL database made on --pg-admin-url and dropped after
 (--engine postgresql), or --database-url as given. Requests are counted from the Gumroad sandbox's journal. The
 baseline, in the same run, is a bare paginated read of every sale with httpx (the API's floor): sync's extra time
-is the store's.
+is its own work per page (the guarded HTTP client, parsing, making events; overlapped with the sandbox answering
+the next page) and the store's (one window, so stored after the last page).
 """
 
 from __future__ import annotations
