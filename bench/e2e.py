@@ -318,8 +318,8 @@ def run_stages(engine: str, procs: int, args: argparse.Namespace) -> None:
 
 
 def cpu_seconds(process: subprocess.Popen[bytes]) -> float:
-    """User + system CPU time the child has used so far (Linux /proc; 0.0 elsewhere). Unlike a rate, this
-    hardly moves when other jobs share the machine, so it compares runs on a busy host."""
+    """User + system CPU time the child has used so far (Linux /proc; 0.0 elsewhere). Less disturbed than a
+    rate when other jobs share the machine, though not immune: a busy host still adds 10-40 % (seen here)."""
     try:
         fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
