@@ -223,6 +223,8 @@ def test_direct_paths_render_values_and_errors_as_jinja_does(source: str, expect
     ["{{ event.sale.tags[-1] }}", "{{ event.sale.tags[0:1] }}", "{{ event.sale.email | default(event.sale.tags[-1]) }}",
      "{{ event.sale.price_cents | cents_to_money(currency='usd') }}", "{{ event.sale.price_cents * 2 > 1 }}",
      "{{ 1 < event.sale.price_cents < 2000 }}", "{{ event.sale.email ~ 'x' }}", "{{ 0 == 0 }}",
+     "{{ false and event.sale.email }}", "{{ true or event.sale.email }}", "{{ not (none and event.sale.tags) }}",
+     "{{ event.sale.tags is sameas event.sale.tags }}",
      "{{ self }}", "{{ loop.index }}", "{{ range(2) }}", "{{ event.sale['tags'][event.sale.price_cents] }}",
      "{% if event.sale.test %}x{% endif %}", "{{ event.sale.price_cents + 1 }}", "{{ 'text' }}",
      "{{ event.sale.tags[True] }}"],
@@ -328,6 +330,10 @@ def expressions(draw: st.DrawFn, scope: Mapping[str, object]) -> str:
         return f"{operand} {draw(OPERATORS)} {draw(filtered(scope)) if draw(st.booleans()) else draw(LITERALS)}"
     if kind == 3:
         return f"{draw(filtered(scope))} {draw(st.sampled_from(['and', 'or']))} {operand}"
+    if kind == 4:  # a constant left side may decide it, and Jinja folds that when compiling
+        return f"{operand} {draw(st.sampled_from(['and', 'or']))} {draw(filtered(scope))}"
+    if kind == 5:
+        return f"{draw(filtered(scope))} is sameas {draw(filtered(scope))}"
     return draw(filtered(scope))
 
 

@@ -117,6 +117,8 @@ def _operand(node: nodes.Node, env: Environment) -> _Expression | None:
 def _expression(node: nodes.Node, env: Environment) -> _Path | _Call | _Logic | None:
     """A path, or filters, tests, `not`, one comparison, `and`, `or` over paths and literals; None otherwise."""
     func: Callable[..., object]
+    if isinstance(node, nodes.Test) and node.name == "sameas":
+        return None  # identity: Jinja wraps a name once per render, the direct path once per read
     if isinstance(node, nodes.Filter | nodes.Test):
         table: Mapping[str, Any] = env.filters if isinstance(node, nodes.Filter) else env.tests
         named = table.get(node.name)
@@ -139,14 +141,18 @@ def _expression(node: nodes.Node, env: Environment) -> _Path | _Call | _Logic | 
     return _Call(func, tuple(operand for operand in operands if operand is not None))
 
 
-def _reads_scope(expression: _Expression) -> bool:
-    """Whether it reads a path. One that does not is constant, and Jinja folds that when compiling (a folded
-    `{{ 0 == 0 }}` writes 'True'), so it stays with Jinja."""
-    if isinstance(expression, _Call):
-        return any(_reads_scope(arg) for arg in expression.args)
+def _foldable(expression: _Expression) -> bool:
+    """Whether Jinja may fold it while compiling (its `as_const`), which writes a single expression as text
+    (`{{ 0 == 0 }}` gives 'True'): operators over constants, and an `and`/`or` whose constant left side may
+    decide it without the right. Those stay with Jinja. Jinja folds only the whole expression of an output, so
+    only that is asked."""
+    if isinstance(expression, _Const):
+        return True
     if isinstance(expression, _Logic):
-        return _reads_scope(expression.left) or _reads_scope(expression.right)
-    return isinstance(expression, _Path)
+        return _foldable(expression.left)
+    if isinstance(expression, _Call):
+        return all(_foldable(arg) for arg in expression.args)
+    return False
 
 
 def _path(node: nodes.Node, env: Environment) -> _Path | None:
@@ -234,7 +240,7 @@ def direct_mapping(tree: nodes.Template, native: bool, env: Environment, limits:
                 parts.append(node.data)
                 continue
             found = _expression(node, env)
-            if found is None or not _reads_scope(found):
+            if found is None or _foldable(found):
                 return None
             parts.append(found)
     filtered = any(isinstance(part, _Call | _Logic) for part in parts)
