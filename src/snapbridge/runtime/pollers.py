@@ -29,6 +29,7 @@ from snapbridge.connectors.gumroad import (
     GumroadConnectionOptions,
     ResourceName,
     refund_state_key,
+    sale_dedupe_key,
 )
 from snapbridge.connectors.gumroad import Sale as ApiSale
 from snapbridge.connectors.snapshots import Location as ApiLocation
@@ -128,10 +129,9 @@ def _sale_key(sale: ApiSale, resource: ResourceName) -> str:
     a sale's events; tests/e2e/test_backfill_pipeline.py holds it equal to the parser's key for every resource
     and refund state.
     """
-    key = f"gumroad:{resource.value}:{sale.id}"
-    if resource is ResourceName.REFUND and not sale.refunded:  # a partial refund
-        return refund_state_key(f"{key}:partial", sale)
-    return key
+    partial = resource is ResourceName.REFUND and not sale.refunded  # as SaleEvent.partial_refund
+    key = sale_dedupe_key(resource.value, sale.id, partial_refund=partial)
+    return refund_state_key(key, sale) if partial else key
 
 
 def location_inbound_event(location: ApiLocation, *, connection: str, now: datetime) -> NewInboundEvent:

@@ -197,17 +197,18 @@ class Worker:
 
     # ---- the loop ----------------------------------------------------------------------------------------
 
-    def _may_claim(self) -> bool:
-        """Room to claim: always when idle; with jobs in flight, once a quarter of the slots is free. Each claim
-        is a write transaction, and claiming one job every time one finished cost more than the jobs' own
-        settling; a finishing job wakes the loop, so the wait is for the next few to finish, not a timer."""
+    def _claimable(self) -> int:
+        """How many jobs to claim now (0: wait). All free slots when idle; with jobs in flight, only once a quarter
+        of the slots is free. Each claim is a write transaction, and claiming one job every time one finished cost
+        more than the jobs' own settling; a finishing job wakes the loop, so the wait is for the next few to
+        finish, not a timer."""
         free = self.config.concurrency - len(self._tasks)
-        return free > 0 and (not self._tasks or free >= max(1, self.config.concurrency // 4))
+        return free if free > 0 and (not self._tasks or free >= max(1, self.config.concurrency // 4)) else 0
 
     async def _claim(self) -> list[ClaimedJob]:
-        if not self._may_claim():
+        free = self._claimable()
+        if not free:
             return []
-        free = self.config.concurrency - len(self._tasks)
         try:
             claimed = await self._call(self.store.claim, self.name, limit=min(self.config.batch_size, free),
                                        lease_seconds=self.config.lease_seconds, now=self._clock())
@@ -223,7 +224,7 @@ class Worker:
         """Sleep until woken, a job finishes, or the next job falls due (at most `idle_seconds`)."""
         assert self._wake is not None
         timeout = self.config.idle_seconds
-        if self._may_claim():  # it claimed and found nothing due: sleep until the next job falls due
+        if self._claimable():  # it claimed and found nothing due: sleep until the next job falls due
             try:
                 due = await self._call(self.store.next_due_at)
             except StoreUnavailable:

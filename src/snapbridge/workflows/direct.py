@@ -185,14 +185,14 @@ class DirectMapping:
     single: _Path | _Call | _Logic | None  # the one expression of a native mapping; None for text
     limits: MappingLimits
     clock: Callable[[], float]
-    filtered: bool  # calls filters (they check the render's budget, so they need one) or operators
+    needs_budget: bool  # it calls filters or operators (filters check the render's budget)
 
     @property
     def limit(self) -> int:
         return self.limits.max_value_chars
 
     def render(self, scope: Mapping[str, object]) -> object:
-        token = RENDER_BUDGET.set(RenderBudget(self.limits, self.clock)) if self.filtered else None
+        token = RENDER_BUDGET.set(RenderBudget(self.limits, self.clock)) if self.needs_budget else None
         try:
             return self._render(scope)
         except Exception:
@@ -229,7 +229,7 @@ class DirectMapping:
 
 def direct_mapping(tree: nodes.Template, native: bool, env: Environment, limits: MappingLimits,
                    clock: Callable[[], float]) -> DirectMapping | None:
-    """The direct rendering of a template that is only text and paths (filtered or not), or None."""
+    """The direct rendering of a template of text and expressions over paths, or None for anything else."""
     parts: list[str | _Path | _Call | _Logic] = []
     for statement in tree.body:
         if not isinstance(statement, nodes.Output):
@@ -243,9 +243,9 @@ def direct_mapping(tree: nodes.Template, native: bool, env: Environment, limits:
             if found is None or _foldable(found):
                 return None
             parts.append(found)
-    filtered = any(isinstance(part, _Call | _Logic) for part in parts)
+    needs_budget = any(isinstance(part, _Call | _Logic) for part in parts)
     if not native:
-        return DirectMapping(tuple(parts), None, limits, clock, filtered)
+        return DirectMapping(tuple(parts), None, limits, clock, needs_budget)
     if len(parts) != 1 or isinstance(parts[0], str):
         return None
-    return DirectMapping(tuple(parts), parts[0], limits, clock, filtered)
+    return DirectMapping(tuple(parts), parts[0], limits, clock, needs_budget)

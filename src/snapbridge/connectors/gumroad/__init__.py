@@ -25,6 +25,7 @@ from snapbridge.connectors.gumroad.events import (
     SubscriptionUpdatedEvent,
     UpdateType,
     event_from_fields,
+    sale_dedupe_key,
 )
 from snapbridge.connectors.gumroad.formdata import fold_form
 from snapbridge.connectors.gumroad.models import (
@@ -128,5 +129,6 @@ __all__ = [
     "params_from_next_page_url",
     "parse_webhook",
     "refund_state_key",
+    "sale_dedupe_key",
     "verify_by_fetch",
 ]

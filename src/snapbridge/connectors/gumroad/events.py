@@ -27,6 +27,7 @@ __all__ = [
     "SubscriptionUpdatedEvent",
     "UpdateType",
     "event_from_fields",
+    "sale_dedupe_key",
 ]
 
 _E = TypeVar("_E", bound=StrEnum)
@@ -137,13 +138,7 @@ class SaleEvent:
         # Reference §7: (resource_name, sale_id). The settings-page test ping repeats the latest real sale, so
         # it gets its own namespace rather than being swallowed as a duplicate of that sale.
         name = self.resource_name.value if self.resource_name is not None else "test_ping"
-        key = f"gumroad:{name}:{self.sale_id}"
-        # One sale can ping `refund` several times. The ping has no amount or refund id, only `refunded` (true
-        # once refunded in full; §5.2), so a partial refund and the final one are two keys, as a poll sees them.
-        # Two partial refunds send identical pings: see `partial_refund` for how they are told apart.
-        if self.partial_refund:
-            return f"{key}:partial"
-        return key
+        return sale_dedupe_key(name, self.sale_id, partial_refund=self.partial_refund)
 
     @property
     def partial_refund(self) -> bool:
@@ -424,6 +419,15 @@ class FormReader(Reader):
         if value.__class__ is dict:
             return FormReader(value, self._path(key))
         return super().sub(key)
+
+
+def sale_dedupe_key(resource_name: str, sale_id: str, *, partial_refund: bool) -> str:
+    """The inbound key of a sale's ping of `resource_name` (the poller keys what it reads the same way)."""
+    key = f"gumroad:{resource_name}:{sale_id}"
+    # One sale can ping `refund` several times. The ping has no amount or refund id, only `refunded` (true once
+    # refunded in full; §5.2), so a partial refund and the final one are two keys, as a poll sees them. Two
+    # partial refunds send identical pings: see `SaleEvent.partial_refund` for how they are told apart.
+    return f"{key}:partial" if partial_refund else key
 
 
 def event_from_fields(fields: Mapping[str, object], where: str = "webhook") -> GumroadEvent:
