@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from test_receiver_support import (
     FORM,
+    GUMROAD_DATA,
     LIMIT,
     OTHER_SECRET,
     SECRET,
@@ -392,3 +394,59 @@ def test_no_log_line_holds_a_secret_or_a_guessed_one(
     logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith(("snapbridge", "uvicorn")))
     assert "action=hook_stored" in logged and "action=hook_rejected" in logged
     assert SECRET not in logged and canary not in logged
+
+
+# JSON bodies holding NaN or ±Infinity: PostgreSQL cannot store such a payload, and one used to fail its whole
+# group commit.
+
+# How each reaches Python's JSON reader: the three names it accepts, and a number too large for a float.
+NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e999"]
+
+
+def _with_number(body: bytes, token: str, where: str = "rating") -> bytes:
+    """`body` (a JSON object) with `"where": {"score": [1.5, token]}` added, spelled as the sender wrote it."""
+    assert body.endswith(b"}")
+    return body[:-1] + f', "{where}": {{"score": [1.5, {token}]}}}}'.encode()
+
+
+@pytest.mark.parametrize("token", NON_FINITE)
+def test_snapshots_refuses_a_non_finite_number_and_stores_the_next_webhook(
+    served: Served, http: httpx.Client, token: str
+) -> None:
+    bad = _with_number(snapshots_body("wh_nan"), token)
+    refused = http.post(served.snapshots_url, content=bad, headers=signature(bad))
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"].startswith(f"webhook body holds {token.replace('1e999', 'Infinity')}")
+    good = _with_number(snapshots_body("wh_fine"), "2.5e3")
+    assert http.post(served.snapshots_url, content=good, headers=signature(good)).status_code == 200
+    (row,) = served.rows()
+    assert row.dedupe_key == "snapshots:webhook:wh_fine" and row.payload["rating"] == {"score": [1.5, 2500.0]}
+
+
+@pytest.mark.parametrize("token", NON_FINITE)
+def test_a_gumroad_json_body_with_a_non_finite_number_is_refused(
+    served: Served, http: httpx.Client, token: str
+) -> None:
+    body = _with_number((GUMROAD_DATA / "sale.json").read_bytes().strip(), token)
+    for content_type in ("application/json", None):  # declared, or sniffed from the leading "{"
+        headers = {"Content-Type": content_type} if content_type else {}
+        answer = http.post(served.gumroad_url(), content=body, headers=headers)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"].endswith("which is not a JSON number")
+    assert served.rows() == []
+
+
+def test_a_refused_body_does_not_fail_the_webhooks_sent_with_it(served: Served) -> None:
+    # Sent at once, so they share group commits; each good one is answered 200 and stored.
+    bodies = [snapshots_body(f"wh_{n}") for n in range(12)]
+    bodies.insert(5, _with_number(snapshots_body("wh_nan"), "NaN"))
+
+    def send(body: bytes) -> int:
+        with httpx.Client(timeout=10) as client:
+            return client.post(served.snapshots_url, content=body, headers=signature(body)).status_code
+
+    with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
+        statuses = list(pool.map(send, bodies))
+    assert statuses == [200] * 5 + [400] + [200] * 7
+    assert sorted(served.keys()) == sorted(f"snapshots:webhook:wh_{n}" for n in range(12))
+    assert all(json.dumps(row.payload, allow_nan=False) for row in served.rows())

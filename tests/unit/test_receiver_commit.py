@@ -221,3 +221,23 @@ async def test_a_store_answering_the_wrong_number_of_rows_fails_the_batch_not_th
         await committer.submit(event("first"))
     assert (await committer.submit(event("second"))).key == "second"
     await committer.stop()
+
+
+async def test_requests_queued_behind_a_stuck_commit_each_time_out_and_their_events_land() -> None:
+    held = FakeInserts()
+    held.gate.clear()
+    committer = await running(held, commit_timeout_seconds=0.05)
+    first = asyncio.ensure_future(committer.submit(event("first")))
+    await asyncio.to_thread(held.entered.wait, 5)  # its batch is in the store, stuck
+    queued = [asyncio.ensure_future(committer.submit(event(f"queued-{n}"))) for n in range(20)]
+    for waiting in [first, *queued]:
+        with pytest.raises(StoreUnavailable, match=r"did not commit within 0\.05s"):
+            await waiting
+    # Every earlier deadline has passed: a later request gets a timer of its own.
+    with pytest.raises(StoreUnavailable, match="did not commit within"):
+        await committer.submit(event("later"))
+    held.gate.set()
+    retried = await asyncio.gather(*(committer.submit(event(key))
+                                     for key in ["first", "later", *(f"queued-{n}" for n in range(20))]))
+    await committer.stop()
+    assert all(result.duplicate for result in retried)  # each timed-out event was committed after all
