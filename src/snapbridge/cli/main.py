@@ -2,44 +2,60 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Sequence
 
 import click
 
 from snapbridge import __version__
-from snapbridge.cli.catalog import catalog_command
-from snapbridge.cli.connections import connect_group, connections_group
-from snapbridge.cli.demo import demo_command
-from snapbridge.cli.history import dead_letters_command, replay_command, runs_command
-from snapbridge.cli.hooks import hooks_group
 from snapbridge.cli.logs import configure_logging
-from snapbridge.cli.sandbox import sandbox_command
-from snapbridge.cli.service import serve_command, sync_group, worker_command
-from snapbridge.cli.users import users_group
-from snapbridge.cli.workflows import run_command, templates_group, workflows_group
 from snapbridge.errors import InvalidInput, SnapbridgeError
 
 __all__ = ["cli", "main", "run"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Each command's module is imported only when that command runs (or help lists it): the modules behind `serve`
+# and `demo` pull in the whole service, which would cost every short command (`runs`, `hooks`) about a second.
+_COMMANDS = {
+    "catalog": "snapbridge.cli.catalog:catalog_command",
+    "connect": "snapbridge.cli.connections:connect_group",
+    "connections": "snapbridge.cli.connections:connections_group",
+    "dead-letters": "snapbridge.cli.history:dead_letters_command",
+    "demo": "snapbridge.cli.demo:demo_command",
+    "hooks": "snapbridge.cli.hooks:hooks_group",
+    "replay": "snapbridge.cli.history:replay_command",
+    "run": "snapbridge.cli.workflows:run_command",
+    "runs": "snapbridge.cli.history:runs_command",
+    "sandbox": "snapbridge.cli.sandbox:sandbox_command",
+    "serve": "snapbridge.cli.service:serve_command",
+    "sync": "snapbridge.cli.service:sync_group",
+    "templates": "snapbridge.cli.workflows:templates_group",
+    "users": "snapbridge.cli.users:users_group",
+    "worker": "snapbridge.cli.service:worker_command",
+    "workflows": "snapbridge.cli.workflows:workflows_group",
+}
+
+
+class _LazyGroup(click.Group):
+    """A group whose subcommands are named here and imported from their modules on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _COMMANDS:
+            module, _, attribute = _COMMANDS[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            assert isinstance(command, click.Command) and command.name == cmd_name, cmd_name
+            self.add_command(command)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="snapbridge")
 def cli() -> None:
     """Keep Gumroad and the Snapshots API in sync without writing code."""
-
-
-cli.add_command(catalog_command)
-cli.add_command(connect_group)
-cli.add_command(connections_group)
-cli.add_command(sandbox_command)
-for command in (demo_command, serve_command, worker_command, sync_group, hooks_group, runs_command,
-                dead_letters_command, replay_command):
-    cli.add_command(command)
-cli.add_command(templates_group)
-cli.add_command(workflows_group)
-cli.add_command(run_command)
-cli.add_command(users_group)
 
 
 def _causes(exc: BaseException) -> str:
