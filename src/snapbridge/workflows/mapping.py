@@ -280,6 +280,8 @@ class _Environment(SandboxedEnvironment):
     def getattr(self, obj: Any, attribute: str) -> Any:
         if attribute.startswith("_"):
             raise InvalidInput(f"access to internal attribute {attribute!r} is not allowed")
+        if type(obj) is Record:  # the usual case, before the ABC checks below
+            return obj.lookup(attribute)
         if isinstance(obj, Undefined):
             return obj  # the first missing path is the one worth reporting
         if isinstance(obj, Record):

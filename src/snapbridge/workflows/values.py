@@ -179,8 +179,17 @@ class RecordList(Sequence[object]):
         return f"RecordList({self._path})"
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def wrap(value: object, path: str) -> object:
     """Input data as the mapping language reads it: objects and lists become path-aware views."""
+    kind = type(value)
+    # Exact types first: planning wraps every value it reads, and ABC checks cost more than the rest of a read.
+    if kind in _PLAIN or kind is Record or kind is RecordList:
+        return value
+    if kind is dict:
+        return Record(value, path)  # type: ignore[arg-type]
     if isinstance(value, Record | RecordList):
         return value
     if isinstance(value, Mapping):
@@ -192,6 +201,8 @@ def wrap(value: object, path: str) -> object:
 
 def measure(value: object, limit: int) -> int:
     """Roughly how many characters the value takes as JSON; counting stops soon after `limit` is passed."""
+    if type(value) is str:
+        return len(value)  # most rendered values
     total = 0
     stack: list[object] = [value]
     while stack and total <= limit:
