@@ -27,6 +27,7 @@ from snapbridge.connectors.snapshots import (
 )
 from snapbridge.connectors.snapshots import parse_webhook as parse_snapshots_webhook
 from snapbridge.errors import InvalidInput, StoreUnavailable, WebhookRejected
+from snapbridge.runtime.payloads import check_storable
 from snapbridge.security import Secret, redact_text
 from snapbridge.store import EventSource, InsertResult, NewInboundEvent
 
@@ -88,6 +89,9 @@ class ReceiverLimits:
     # Gumroad gives up on an attempt after 5 s; answering 503 before that keeps its retry schedule.
     commit_timeout_seconds: float = 4.0
     retry_after_seconds: int = 60  # the Retry-After sent with a 429 to the Snapshots API
+    # A sender that stops in the middle of a body is answered 408 after this, rather than holding a connection
+    # and its buffered part of the body for as long as it likes (both senders send a body at once).
+    body_timeout_seconds: float = 30.0
     # The Snapshots API retries a 429 about 10 minutes later with the same timestamp (up to 6 times), so the
     # contract's 5-minute window would refuse every retry. A signed body's webhookId is deduplicated durably
     # in the store, which is what stops replays; the window only bounds how old a first delivery may be.
@@ -99,6 +103,8 @@ class ReceiverLimits:
             raise InvalidInput("max_batch and max_backlog must be at least 1")
         if self.linger_seconds < 0 or self.commit_timeout_seconds <= 0 or self.retry_after_seconds < 0:
             raise InvalidInput("linger, commit timeout and Retry-After must not be negative")
+        if self.body_timeout_seconds <= 0:
+            raise InvalidInput("the body timeout must be positive")
 
 
 @dataclass(frozen=True)
@@ -198,6 +204,7 @@ def gumroad_inbound(
         # Kept per delivery (a second partial refund pings exactly as the first); the deriver re-keys it by
         # what the API then says is refundable, so a repeated delivery of one refund is still derived once.
         key = f"{key}:delivery:{secrets.token_hex(8)}"
+    check_storable(event.fields)
     row = NewInboundEvent(
         source=EventSource.GUMROAD,
         connection=hook.connection,
@@ -243,6 +250,7 @@ def snapshots_inbound(
     limits = config.limits
     check_freshness(event.timestamp, now, max_age=limits.max_age, max_future_skew=limits.max_future_skew)
     payload = json.loads(body)  # parsed once already, so it is a JSON object
+    check_storable(payload)
     row = NewInboundEvent(
         source=EventSource.SNAPSHOTS,
         connection=hook.connection,
@@ -424,7 +432,10 @@ class GroupCommitter:
             self._failed += 1
             log.error("action=group_commit_error events=%d error=%s", len(batch), type(exc).__name__)
             if len(batch) == 1:
-                _fail(batch, StoreUnavailable("the event could not be stored"), cause=exc)
+                if isinstance(exc, InvalidInput) and not batch[0].future.done():
+                    batch[0].future.set_exception(exc)  # the database refused a value in it: 400, not retried
+                else:
+                    _fail(batch, StoreUnavailable("the event could not be stored"), cause=exc)
                 return
             for item in batch:
                 await self._commit([item])

@@ -27,6 +27,7 @@ __all__ = [
     "json_dict",
     "param",
     "per_dialect",
+    "refused",
     "unavailable",
     "utc",
 ]
@@ -78,6 +79,15 @@ def chunks(items: Sequence[T], size: int = CHUNK_ROWS) -> Iterator[Sequence[T]]:
 def json_dict(value: object) -> dict[str, object]:
     """A JSON object column as a dict; anything else (NULL, a list) becomes empty."""
     return {str(k): v for k, v in value.items()} if isinstance(value, Mapping) else {}
+
+
+def refused(what: str, exc: Exception) -> InvalidInput | None:
+    """InvalidInput when the database refused a value in the statement (PostgreSQL: invalid JSON text, a value
+    too long or out of range), so the same data fails the same way however often it is sent; None otherwise."""
+    if not isinstance(exc, sa.exc.DataError):
+        return None
+    lines = str(exc.orig).strip().splitlines()
+    return InvalidInput(f"cannot {what}: the database refused a value ({(lines[0] if lines else 'no reason')[:200]})")
 
 
 def unavailable(what: str, exc: Exception) -> StoreUnavailable:

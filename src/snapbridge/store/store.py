@@ -49,7 +49,7 @@ from snapbridge.store.models import (
     WorkflowRecord,
 )
 from snapbridge.store.notify import JobListener, notify_jobs
-from snapbridge.store.rows import chunks, unavailable
+from snapbridge.store.rows import chunks, refused, unavailable
 from snapbridge.store.schema import inbound_events
 
 __all__ = ["Store", "Tx"]
@@ -201,7 +201,8 @@ class Store:
                     conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
                 yield conn
         except SQLAlchemyError as exc:
-            raise unavailable(what, exc) from exc
+            # Bad data is not an outage: callers retry an outage, and would retry bad data forever.
+            raise (refused(what, exc) or unavailable(what, exc)) from exc
         finally:
             self._writing.active = False
             if lock is not None:

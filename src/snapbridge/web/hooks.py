@@ -8,6 +8,7 @@ Answers (DESIGN.md "External contract → Webhooks"):
 | unknown secret                         | 404, same body as any unknown path | —               |
 | Content-Type not accepted              | 415                      | 415                       |
 | body over Settings.max_body_bytes      | 413                      | 413                       |
+| body not all sent within body_timeout_seconds | 408               | 408                       |
 | bad or missing signature; stale/future | —                        | 401                       |
 | malformed body (after a valid signature) | 400                    | 400                       |
 | sale for another seller than the connection's | 400               | —                         |
@@ -19,9 +20,9 @@ retries, and every 4xx above is one it does not.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 
 from starlette.requests import ClientDisconnect, Request
@@ -39,7 +40,7 @@ from snapbridge.runtime import (
 from snapbridge.security import redact_text
 from snapbridge.store import InsertResult
 
-__all__ = ["HookEndpoints", "not_found", "refuse_non_finite"]
+__all__ = ["HookEndpoints", "not_found"]
 
 log = logging.getLogger(__name__)
 
@@ -65,26 +66,6 @@ def _stored(result: InsertResult) -> Response:
     return Response(body, media_type=_JSON)
 
 
-def refuse_non_finite(payload: Mapping[str, object]) -> None:
-    """InvalidInput when a parsed JSON body holds NaN or ±Infinity (Python's JSON reader accepts them, and reads
-    a number too large for a float as Infinity). JSON has no such numbers: PostgreSQL refuses the row, and with
-    it the whole group commit it rides in, so every webhook of that batch would be told to retry, again."""
-    pending: list[object] = [payload]
-    while pending:  # not recursive: a deeply nested body must not overflow the stack
-        value = pending.pop()
-        if value.__class__ is float:
-            if math.isnan(value):
-                raise InvalidInput("webhook body holds NaN, which is not a JSON number")
-            if math.isinf(value):
-                sign = "-" if value < 0 else ""
-                raise InvalidInput(f"webhook body holds {sign}Infinity (or a number too large for a float), "
-                                   "which is not a JSON number")
-        elif value.__class__ is dict:
-            pending.extend(value.values())
-        elif value.__class__ is list:
-            pending.extend(value)
-
-
 def _media_type(request: Request) -> str | None:
     value = request.headers.get("content-type")
     if value is None:
@@ -96,6 +77,10 @@ def _is_json(media: str | None) -> bool:
     if media is None:
         return False
     return media == _JSON or (media.startswith("application/") and media.endswith("+json"))
+
+
+class _BodyTimeout(Exception):
+    """The sender stopped sending the body."""
 
 
 async def read_body(request: Request, limit: int) -> bytes | None:
@@ -151,6 +136,13 @@ class HookEndpoints:
             Route("/hooks/snapshots", self.snapshots, methods=["POST"]),
         ]
 
+    async def _body(self, request: Request) -> bytes | None:
+        try:
+            async with asyncio.timeout(self.config.limits.body_timeout_seconds):
+                return await read_body(request, self._max_body_bytes)
+        except TimeoutError:
+            raise _BodyTimeout() from None
+
     async def gumroad(self, request: Request) -> Response:
         hook = find_gumroad_hook(self.config, request.path_params["secret"])
         if hook is None:
@@ -160,14 +152,12 @@ class HookEndpoints:
             media = _media_type(request)
             if media is not None and media != _FORM and not _is_json(media):
                 return self._rejected("gumroad", 415, f"Content-Type must be {_FORM} or {_JSON}")
-            body = await read_body(request, self._max_body_bytes)
+            body = await self._body(request)
             if body is None:
                 return self._too_large("gumroad")
             _event, row = gumroad_inbound(
                 hook, body, media, now=self._clock(), max_body_bytes=self._max_body_bytes
             )
-            if media != _FORM:  # a form body holds only strings
-                refuse_non_finite(row.payload)
             result = await self._committer.submit(row)
         except (InvalidInput, WebhookRejected) as exc:
             # A sale for another seller is refused with 400 rather than 404: the secret already proved the
@@ -179,6 +169,8 @@ class HookEndpoints:
             return self._gumroad_outage()
         except ClientDisconnect:
             return self._gumroad_outage()  # nobody reads this answer; nothing was stored
+        except _BodyTimeout:
+            return self._body_timeout("gumroad")
         except Exception as exc:
             log.error("action=hook_error source=gumroad connection=%s status=503 error=%s",
                       hook.connection, type(exc).__name__)
@@ -191,11 +183,10 @@ class HookEndpoints:
         try:
             if not _is_json(_media_type(request)):
                 return self._rejected("snapshots", 415, f"Content-Type must be {_JSON}")
-            body = await read_body(request, self._max_body_bytes)
+            body = await self._body(request)
             if body is None:
                 return self._too_large("snapshots")
             _event, row = snapshots_inbound(self.config, body, request.headers, now=self._clock())
-            refuse_non_finite(row.payload)
             result = await self._committer.submit(row)
         except WebhookRejected as exc:
             return self._rejected("snapshots", 401, str(exc))
@@ -206,6 +197,8 @@ class HookEndpoints:
             return self._snapshots_outage()
         except ClientDisconnect:
             return self._snapshots_outage()
+        except _BodyTimeout:
+            return self._body_timeout("snapshots")
         except Exception as exc:
             log.error("action=hook_error source=snapshots status=429 error=%s", type(exc).__name__)
             return self._snapshots_outage()
@@ -227,6 +220,10 @@ class HookEndpoints:
         log.warning("action=hook_rejected source=%s status=%d reason=%s", source, status,
                     redact_text(message[:_MAX_MESSAGE]))
         return _error(status, message)
+
+    def _body_timeout(self, source: str) -> Response:
+        seconds = self.config.limits.body_timeout_seconds
+        return self._rejected(source, 408, f"the body did not arrive within {seconds:g} seconds")
 
     def _too_large(self, source: str) -> Response:
         return self._rejected(source, 413, f"the body is larger than {self._max_body_bytes} bytes")

@@ -30,7 +30,10 @@ def parse_time(value: object, where: str) -> datetime:
     # Gumroad writes UTC with a trailing Z; a bare value is taken as UTC rather than local time.
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is past the last moment a datetime holds
+        raise InvalidInput(f"{where}: {value!r} is out of the range of dates") from None
 
 
 def major_to_minor(amount: object, currency: str, where: str) -> int:

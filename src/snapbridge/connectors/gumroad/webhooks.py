@@ -72,6 +72,8 @@ def parse_webhook(
             fields = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"webhook body is not valid JSON: {exc}") from exc
+        except RecursionError:
+            raise InvalidInput("webhook body is nested too deeply") from None
         if not isinstance(fields, dict):
             raise InvalidInput(f"webhook JSON body must be an object, not {type(fields).__name__}")
         return event_from_fields(fields)

@@ -64,7 +64,10 @@ def parse_timestamp(raw: object, where: str) -> datetime:
         raise InvalidInput(f"{where}: {raw!r} is not an ISO 8601 timestamp") from exc
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInput(f"{where}: {raw!r} has no timezone")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is past the last moment a datetime holds
+        raise InvalidInput(f"{where}: {raw!r} is out of the range of dates") from None
 
 
 class Fields:

@@ -186,6 +186,8 @@ def parse_webhook(raw_body: bytes) -> SnapshotsWebhookEvent:
         data = json.loads(raw_body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidInput(f"webhook body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise InvalidInput("webhook body is nested too deeply") from None
     f = Fields(data, "webhook")
     raw_type = f.data.get("type")
     try:
