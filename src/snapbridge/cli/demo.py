@@ -43,10 +43,37 @@ def _invoke(args: list[str]) -> None:
         raise click.ClickException(f"`snapbridge {' '.join(args[:2])}` failed with exit code {code}")
 
 
+# What a demo leaves in its --home: a directory holding anything else is not wiped.
+_MARKER = ".snapbridge-demo"
+_DEMO_FILES = frozenset({_MARKER, "snapbridge.db", "snapbridge.db-wal", "snapbridge.db-shm", "secret.key"})
+
+
+def _fresh_home(home: Path) -> None:
+    """Empty `home` for a new demo, refusing to wipe a directory the demo did not make."""
+    if home.exists():
+        if not home.is_dir():
+            raise click.UsageError(f"--home {home} is a file")
+        foreign = sorted(entry.name for entry in home.iterdir() if entry.name not in _DEMO_FILES)
+        if foreign and not (home / _MARKER).exists():
+            shown = ", ".join(foreign[:3]) + (" …" if len(foreign) > 3 else "")
+            raise click.UsageError(f"refusing to wipe --home {home}: it holds {shown}, which `snapbridge demo` did "
+                                   "not make; pick another directory")
+        shutil.rmtree(home)
+    home.mkdir(parents=True, mode=0o700)
+    (home / _MARKER).write_text("made by `snapbridge demo`, which wipes this directory when it starts again\n")
+
+
 def _prepare(home: Path, boxes: Sandboxes, port: int) -> None:
-    """Point this process's settings at the sandboxes, then connect, install and register like a seller would."""
+    """Point this process's settings at the sandboxes, then connect, install and register like a seller would.
+
+    Every SNAPBRIDGE_* setting of the caller's environment is dropped first: an exported database URL or key file
+    belongs to a real installation, which the demo's connections and templates must never touch.
+    """
+    for name in [name for name in os.environ if name.startswith("SNAPBRIDGE_")]:
+        del os.environ[name]
     os.environ.update({
         "SNAPBRIDGE_HOME": str(home),
+        "SNAPBRIDGE_DATABASE_URL": f"sqlite:///{home.resolve() / 'snapbridge.db'}",
         "SNAPBRIDGE_ALLOWED_HOSTS": "127.0.0.1",
         "SNAPBRIDGE_LISTEN": f"127.0.0.1:{port}",
         "SNAPBRIDGE_GUMROAD_BASE_URL": boxes.gumroad_url,
@@ -102,7 +129,8 @@ async def _report(boxes: Sandboxes, home: Path, stop: asyncio.Event, every: floa
 
 @click.command("demo")
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=Path(".demo"), show_default=True,
-              help="Data directory of the demo; wiped at start.")
+              help="Data directory of the demo; wiped at start (only if a demo made it). The demo ignores "
+                   "SNAPBRIDGE_* settings, so it never touches a real installation.")
 @click.option("--port", type=int, default=8080, show_default=True, help="Port snapbridge listens on.")
 @click.option("--interval", type=click.FloatRange(min=0.05), default=1.5, show_default=True,
               help="Seconds between Gumroad scenarios.")
@@ -111,8 +139,7 @@ async def _report(boxes: Sandboxes, home: Path, stop: asyncio.Event, every: floa
 @click.option("--any-ports", is_flag=True, help="Let the system pick every port (tests run demos side by side).")
 def demo_command(home: Path, port: int, interval: float, duration: float, seed: int, any_ports: bool) -> int:
     """Sandboxes + snapbridge connected to them + a stream of Gumroad sales, until Ctrl+C."""
-    if home.exists():
-        shutil.rmtree(home)
+    _fresh_home(home)
     # Gumroad queues a sale ping 10 s after the purchase; a tenth of real time keeps the demo lively.
     ports = (0, 0, 0) if any_ports else (8701, 8702, 8703)
     boxes = start_sandboxes(seed=seed, time_factor=0.1, gumroad_port=ports[0], snapshots_port=ports[1],
