@@ -87,6 +87,22 @@ def test_unusable_url_is_one_line_and_stores_nothing(home: Path, base_url: str, 
     assert "no connections yet" in cli(home, "connections", "list").out
 
 
+@pytest.mark.parametrize(("app", "flag", "credential", "message"), [
+    ("gumroad", "--access-token", "OHOQy4_F3wAD3jvPx\nBbEdgOJ1eqI4djFWmbGmotDvKk", "holds a line break"),
+    ("snapshots", "--api-key", "sk_live_9f3Kq 2xLmP0vT7rW4yZ8", "holds a line break, a space"),
+    ("gumroad", "--access-token", "tok\u00e9n_9f3Kq2xLmP0vT7rW4yZ8", "holds a line break"),
+    ("gumroad", "--access-token", "   ", "is empty"),
+])
+def test_a_credential_that_cannot_be_a_token_is_a_usage_error_never_echoed(
+    home: Path, app: str, flag: str, credential: str, message: str
+) -> None:
+    r = cli(home, "connect", app, flag, credential, "--base-url", "http://127.0.0.1:1")
+    assert r.code == 2 and message in r.err, r.err
+    for part in credential.replace("\n", " ").split():
+        assert part[:6] not in r.out + r.err  # no piece of it, however quoted
+    assert "no connections yet" in cli(home, "connections", "list").out
+
+
 def test_wrong_token_is_one_line(sandboxes: Sandboxes, home: Path) -> None:
     r = cli(home, "connect", "gumroad", "--access-token", "not-a-real-token", "--base-url", sandboxes.gumroad_url)
     assert r.code == 1

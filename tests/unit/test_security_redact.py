@@ -74,6 +74,17 @@ def test_known_secrets_are_removed_in_any_spelling(template: str) -> None:
         assert "****" in redacted
 
 
+@pytest.mark.parametrize("quoted", [
+    "Illegal header value b'Bearer {r}'",  # an HTTP library refusing a pasted token, repr-escaped
+    'the body said {{"token": "{j}"}}',  # JSON-escaped
+])
+def test_known_secrets_are_removed_when_an_error_message_escapes_them(quoted: str) -> None:
+    value = "OHOQy4_F3wAD3jvPx\nBbEdgOJ1eqI4djFWmb\t\"GmotDvKk"
+    text = quoted.format(r=repr(value)[1:-1], j=json.dumps(value)[1:-1])
+    redacted = redact_text(text, [Secret(value)])
+    assert "BbEdgOJ1" not in redacted and "GmotDvKk" not in redacted and "OHOQy4" not in redacted, redacted
+
+
 def test_very_short_known_secrets_are_not_searched() -> None:
     assert redact_text("a cab", [Secret("a")]) == "a cab"
 

@@ -71,13 +71,26 @@ def _test_and_report(ctx: AppContext, app: str, base_url: str, secret: Secret) -
     return report
 
 
+def _checked_credential(credential: str, app: str) -> str:
+    """The pasted credential without surrounding whitespace; a usage error (that never shows it) when it cannot be
+    a token: empty, or holding a line break, a space or a character outside printable ASCII."""
+    what = "access token" if app == "gumroad" else "API key"
+    value = credential.strip()
+    if not value:
+        raise click.UsageError(f"the {what} is empty")
+    if not all("!" <= char <= "~" for char in value):
+        raise click.UsageError(f"the {what} holds a line break, a space or another character no {what} has; "
+                               "paste it again")
+    return value
+
+
 def _connect(app: str, name: str | None, base_url: str | None, credential: str, webhook_key: str | None,
              options: dict[str, object]) -> int:
     ctx = open_context()
     try:
         base = (base_url or (ctx.settings.gumroad_base_url if app == "gumroad"
                              else ctx.settings.snapshots_base_url)).rstrip("/")
-        secret = Secret(credential.strip())
+        secret = Secret(_checked_credential(credential, app))
         register_secret(secret)
         report = _test_and_report(ctx, app, base, secret)
         if report is None or not report.ok:

@@ -98,8 +98,10 @@ def _known_values(secrets: Iterable[Secret | str]) -> list[str]:
         value = item.reveal() if isinstance(item, Secret) else item
         if len(value) < MIN_SECRET_LENGTH:
             continue
-        # The same value as it appears in a URL or a form body.
-        values.update({value, quote(value, safe=""), quote_plus(value)})
+        # The same value as it appears in a URL or a form body, and escaped as an error message or JSON quotes it
+        # (a pasted token with a line break in it: "Illegal header value b'Bearer abc\\ndef'").
+        values.update({value, quote(value, safe=""), quote_plus(value), repr(value)[1:-1],
+                       json.dumps(value)[1:-1]})
     # Longest first, so a secret containing another is removed whole.
     return sorted(values, key=len, reverse=True)
 
