@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from snapbridge.connectors.snapshots import PROBES, SnapshotsClient, probe_scopes
-from snapbridge.errors import AuthFailed
+from snapbridge.errors import AuthFailed, Retryable
 from snapbridge.http import create_client
 from snapbridge.runtime import check_connection
 from snapbridge.sandbox import Sandboxes
@@ -46,3 +46,21 @@ async def test_an_unknown_key_is_refused_not_reported_as_holding_no_scopes(
     # The connection check says so in plain words: refused, not "missing scopes".
     with pytest.raises(AuthFailed):
         await check_connection("snapshots", sandboxes.snapshots_url, unknown, allowed_hosts=("127.0.0.1",))
+
+
+@pytest.mark.parametrize("outage", ["unreachable", "every answer 503"])
+async def test_an_outage_is_an_outage_not_a_key_without_scopes(
+    sandboxes: Sandboxes, http: httpx.AsyncClient, outage: str
+) -> None:
+    key = Secret(sandboxes.snapshots.create_key(sorted(ALL)).key)
+    if outage == "unreachable":
+        async with create_client("http://127.0.0.1:1", allowed_hosts=("127.0.0.1",)) as nowhere:
+            with pytest.raises(Retryable):
+                await probe_scopes(SnapshotsClient(nowhere, key, base_url="http://127.0.0.1:1"))
+        return
+    sandboxes.snapshots.set_faults(error_rate=1.0, error_statuses=[503])
+    try:
+        with pytest.raises(Retryable):
+            await probe_scopes(SnapshotsClient(http, key, base_url=sandboxes.snapshots_url))
+    finally:
+        sandboxes.snapshots.clear_faults()

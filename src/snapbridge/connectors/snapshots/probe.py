@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from snapbridge.connectors.snapshots.client import OPERATIONS, SnapshotsClient
-from snapbridge.errors import AuthFailed, DeliveryError, NotFound, ScopeMissing
+from snapbridge.errors import AuthFailed, DeliveryError, NotFound, Retryable, ScopeMissing
 
 __all__ = ["PROBES", "ScopeProbe", "probe_scopes"]
 
@@ -60,6 +60,8 @@ async def probe_scopes(client: SnapshotsClient) -> dict[str, bool]:
             refused.append(exc)
             held[scope] = False
             continue
+        except Retryable:
+            raise  # an outage, a timeout or a 429 storm says nothing about the key's scopes
         except DeliveryError as exc:
             # 422 is the expected answer to a write probe; a 401/403 other than "scope" means this key
             # kind may not call the operation at all (a location-bound key creating locations).
