@@ -12,6 +12,11 @@ crash before the commit leaves every event pending; the planner's idempotency ke
 (inbound event, workflow) make a second derivation of an event add no run and no job. Workers are woken after
 the commit (PostgreSQL: the NOTIFY the store sends; in process: `on_jobs`).
 
+An event the deriver cannot process (a bug, or a value the database cannot hold) must not stop the events after
+it: when a pass fails for any reason but a store outage, its events are derived again one at a time, each in its
+own transaction, and one that fails alone is rejected, with the error's type as the reason. A store outage
+(StoreUnavailable) leaves the pass's events pending for the next pass; `run_forever` survives any failed pass.
+
 A job whose input still needs an earlier step's output, or whose condition reads one, carries what the worker
 needs to finish it under `deferred["$plan"]`; `job_plan` turns a claimed job back into the planned step and the
 derived event for `resolve_step`.
@@ -20,6 +25,7 @@ derived event for `resolve_step`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +43,7 @@ from snapbridge.connectors.gumroad import (
 )
 from snapbridge.connectors.gumroad import Sale as ApiSale
 from snapbridge.connectors.gumroad import Subscriber as ApiSubscriber
-from snapbridge.errors import InvalidInput, Retryable, SnapbridgeError, WebhookRejected
+from snapbridge.errors import InvalidInput, Retryable, SnapbridgeError, StoreUnavailable, WebhookRejected
 from snapbridge.runtime.derive import (
     Derivation,
     Inbound,
@@ -49,6 +55,7 @@ from snapbridge.runtime.derive import (
     subject_email,
 )
 from snapbridge.runtime.jobplan import PLAN_KEY, JobPlan, job_plan, pack_plan
+from snapbridge.security import redact_text
 from snapbridge.store import (
     DEFAULT_WORKSPACE,
     ClaimedJob,
@@ -150,6 +157,11 @@ class DeriveReport:
     def handled(self) -> int:
         return self.derived + self.ignored + self.rejected
 
+    def __add__(self, other: DeriveReport) -> DeriveReport:
+        return DeriveReport(self.derived + other.derived, self.ignored + other.ignored,
+                            self.rejected + other.rejected, self.waiting + other.waiting, self.runs + other.runs,
+                            self.jobs + other.jobs)
+
 
 @dataclass
 class _Item:
@@ -219,7 +231,15 @@ class Deriver:
                 report = await self.run_once()
             except SnapbridgeError as exc:  # an outage (store, network): the next pass tries again
                 log.warning("action=derive_failed error=%s detail=%s", type(exc).__name__, exc)
-                report = DeriveReport()
+                await self._back_off(stop)
+                continue
+            except Exception as exc:
+                # Not one event's fault (those are rejected within the pass): reading the pending events, the
+                # workflows, or a bug. The message may quote a payload, so only its type goes to the log line.
+                log.error("action=derive_failed error=%s", type(exc).__name__)
+                log.debug("action=derive_failed_detail", exc_info=exc)
+                await self._back_off(stop)
+                continue
             if report.handled >= self._config.batch_size:
                 continue  # more may be waiting
             waiter = asyncio.ensure_future(self._wake.wait())
@@ -229,17 +249,69 @@ class Deriver:
             waiter.cancel()
             stopper.cancel()
 
+    async def _back_off(self, stop: asyncio.Event) -> None:
+        """After a failed pass: `idle_seconds` before the next, not cut short by wake-ups (each webhook would
+        otherwise bring another failed pass and log line while the cause lasts), only by `stop`."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=self._config.idle_seconds)
+
     async def run_once(self) -> DeriveReport:
-        """One pass over the oldest pending events (at most `batch_size`)."""
+        """One pass over the oldest pending events (at most `batch_size`).
+
+        StoreUnavailable leaves them pending. Any other failure derives them again one at a time (`_one_by_one`).
+        """
         rows = await asyncio.to_thread(self._store.pending_events, self._config.batch_size)
         if not rows:
             return DeriveReport()
         workflows, routes = await asyncio.to_thread(self._routing)
-        items = await self._prepare(rows, routes)
-        report = await asyncio.to_thread(self._commit, items, workflows, routes, self._clock())
+        items: list[_Item] | None = None
+        try:
+            items = await self._prepare(rows, routes)
+            report = await asyncio.to_thread(self._commit, items, workflows, routes, self._clock())
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            log.error("action=derive_isolating events=%d first_event=%d error=%s", len(rows), rows[0].id,
+                      type(exc).__name__)
+            report = await self._one_by_one(rows, items, workflows, routes)
         if report.jobs and self._on_jobs is not None:
             self._on_jobs()
         return report
+
+    async def _one_by_one(self, rows: Sequence[InboundEvent], items: Sequence[_Item] | None, workflows: _Workflows,
+                          routes: _Routes) -> DeriveReport:
+        """The pass again, each event in its own transaction, in order; an event that fails alone is rejected.
+
+        `items`: the pass's events already parsed and verified, when that part succeeded (they are not asked
+        again); otherwise each is prepared alone, a connection whose verification failed holding back its later
+        events as in a whole pass. A store outage stops here, leaving this event and the rest pending.
+        """
+        total = DeriveReport()
+        held: set[str] = set()
+        for index, row in enumerate(rows):
+            try:
+                item = items[index] if items is not None else (await self._prepare([row], routes, held))[0]
+                if item.waiting:
+                    total += DeriveReport(waiting=1)
+                    continue
+                total += await asyncio.to_thread(self._commit, [item], workflows, routes, self._clock())
+            except StoreUnavailable:
+                if total.jobs and self._on_jobs is not None:
+                    self._on_jobs()  # what did commit is delivered meanwhile
+                raise
+            except Exception as exc:
+                log.error("action=derive_event_rejected event=%d connection=%s error=%s", row.id, row.connection,
+                          type(exc).__name__)
+                total += await asyncio.to_thread(self._reject, row, _failure_note(exc), self._clock())
+        return total
+
+    def _reject(self, row: InboundEvent, note: str, now: datetime) -> DeriveReport:
+        """Mark one event rejected in its own transaction, unless another deriver took it meanwhile."""
+        with self._store.transaction(relaxed=True) as tx:
+            if row.id not in {r.id for r in tx.pending_events(self._config.batch_size)}:
+                return DeriveReport()
+            tx.mark_events([EventMark(row.id, EventStatus.REJECTED, note)], now=now)
+        return DeriveReport(rejected=1)
 
     # ---- before the transaction: parse and verify -------------------------------------------------------------
 
@@ -266,22 +338,28 @@ class Deriver:
                 loaded.setdefault(record.workspace_id, []).append(cached[1])
         return {workspace: tuple(found) for workspace, found in loaded.items()}
 
-    async def _prepare(self, rows: Sequence[InboundEvent], routes: _Routes) -> list[_Item]:
-        """Parse every row and verify the Gumroad webhooks (reads run concurrently, results apply in order)."""
+    async def _prepare(self, rows: Sequence[InboundEvent], routes: _Routes, held: set[str] | None = None
+                       ) -> list[_Item]:
+        """Parse every row and verify the Gumroad webhooks (reads run concurrently, results apply in order).
+
+        `held`: connections whose verification failed earlier in this pass (their events wait); it grows.
+        An error that is not ours (a bug) is raised once every read has ended.
+        """
         items = [self._parse(row, routes) for row in rows]
         gate = asyncio.Semaphore(self._config.verify_concurrency)
 
-        async def check(item: _Item) -> ApiSale | ApiSubscriber | SnapbridgeError | None:
+        async def check(item: _Item) -> ApiSale | ApiSubscriber | Exception | None:
             assert isinstance(item.parsed, GumroadEvent)
             async with gate:
                 try:
                     return await self._verify(item.row, item.parsed)
-                except SnapbridgeError as exc:  # rejected, or could not ask: decided below, in order
+                except Exception as exc:  # rejected, or could not ask: decided below, in order
                     return exc
 
         to_check = [item for item in items if self._needs_check(item)]
         outcomes = dict(zip((id(i) for i in to_check), await asyncio.gather(*map(check, to_check)), strict=True))
-        held: set[str] = set()  # connections whose verification failed in this pass: their later events wait
+        if held is None:
+            held = set()  # connections whose verification failed in this pass: their later events wait
         for item in items:
             if item.parsed is None or item.reject is not None:
                 continue
@@ -289,6 +367,8 @@ class Deriver:
                 item.waiting = True
                 continue
             outcome = outcomes.get(id(item))
+            if isinstance(outcome, Exception) and not isinstance(outcome, SnapbridgeError):
+                raise outcome
             if isinstance(outcome, WebhookRejected):
                 item.reject = f"verify-by-fetch: {outcome}"
             elif isinstance(outcome, SnapbridgeError):
@@ -576,6 +656,14 @@ def _refund_key(row: InboundEvent, event: Inbound, truth: ApiSale | ApiSubscribe
         return None  # a poll is keyed by the refundable amount it read already
     key = refund_state_key(event.dedupe_key, truth) if isinstance(truth, ApiSale) else event.dedupe_key
     return None if key == row.dedupe_key else key
+
+
+def _failure_note(exc: Exception) -> str:
+    """Why an event is rejected for an unexpected error: its type and the start of its message, redacted, with
+    what is not printable escaped (a lone surrogate or a NUL quoted from the event would fail this write too)."""
+    lines = str(exc).strip().splitlines()
+    detail = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in lines[0][:200]) if lines else ""
+    return f"cannot derive: {type(exc).__name__}" + (f": {redact_text(detail)}" if detail else "")
 
 
 def _key(item: _Item) -> Key | None:

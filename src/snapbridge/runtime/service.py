@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -93,6 +93,8 @@ async def run_service(settings: Settings, store: Store, vault: Vault, records: C
                       sock: socket.socket | None = None, on_ready: Callable[[], object] | None = None) -> None:
     """Run the chosen parts until `stop` is set, then stop claiming, drain, and return.
 
+    A part that fails (or ends before `stop`) stops the others too, and then this raises SnapbridgeError naming
+    it, so the process exits non-zero instead of looking like a clean stop.
     `make_app` builds the ASGI app (the web package's `create_app`; web sits above runtime, so it comes in).
     """
     stored = records.list()
@@ -115,6 +117,13 @@ async def run_service(settings: Settings, store: Store, vault: Vault, records: C
         workers.append(Worker(store, runner, limiter, config))
 
     tasks: list[asyncio.Task[None]] = []
+    parts: dict[asyncio.Task[None], str] = {}  # each task's part, as the log and the error name it
+
+    def start(part: str, run: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(run)
+        tasks.append(task)
+        parts[task] = part
+
     server: uvicorn.Server | None = None
     if options.receiver:
         try:
@@ -128,10 +137,11 @@ async def run_service(settings: Settings, store: Store, vault: Vault, records: C
                                                log_level="warning", access_log=False, lifespan="on"))
         # The CLI owns SIGINT/SIGTERM (stop claiming, drain, exit 0); uvicorn would capture and re-raise them.
         server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-        tasks.append(asyncio.create_task(server.serve(sockets=[sock] if sock else None)))
+        start("receiver", server.serve(sockets=[sock] if sock else None))
     if options.deriver:
-        tasks.append(asyncio.create_task(deriver.run_forever(stop)))
-    tasks.extend(asyncio.create_task(w.run()) for w in workers)
+        start("deriver", deriver.run_forever(stop))
+    for worker in workers:
+        start(f"worker {worker.name}", worker.run())
     if options.pollers:
         pollers: list[GumroadSalesPoller | SnapshotsLocationsPoller] = []
         for record in stored:
@@ -142,9 +152,8 @@ async def run_service(settings: Settings, store: Store, vault: Vault, records: C
                 pollers.append(SnapshotsLocationsPoller(store, client, connection=record.name,
                                                         overlap=options.poll_overlap))
         if pollers:
-            tasks.append(asyncio.create_task(run_pollers(
-                pollers, stop, interval_seconds=options.poll_interval_seconds,
-                on_events=deriver.wake if options.deriver else None)))
+            start("pollers", run_pollers(pollers, stop, interval_seconds=options.poll_interval_seconds,
+                                         on_events=deriver.wake if options.deriver else None))
     log.info("action=service_started receiver=%s deriver=%s workers=%d pollers=%s", options.receiver,
              options.deriver, len(workers), options.pollers)
     if on_ready is not None:
@@ -153,8 +162,12 @@ async def run_service(settings: Settings, store: Store, vault: Vault, records: C
             await asyncio.sleep(0.01)
         on_ready()
     stopper = asyncio.create_task(stop.wait())
+    ended: list[asyncio.Task[None]] = []  # parts that ended before anyone asked them to
+    failed: list[tuple[str, str]] = []  # (part, what happened), in the order the parts were started
     try:
         await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        if not stop.is_set():
+            ended = [task for task in tasks if task.done()]
     finally:
         stop.set()
         for worker in workers:
@@ -165,7 +178,18 @@ async def run_service(settings: Settings, store: Store, vault: Vault, records: C
         stopper.cancel()
         with contextlib.suppress(Exception):
             await runner.aclose()  # closes the connections' HTTP clients
-        for result in results:
+        for task, result in zip(tasks, results, strict=True):
+            part = parts[task]
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
-                log.error("action=service_part_failed error=%s", result, exc_info=result)
+                # One line naming the part and the error's type, then the traceback for whoever looks into it.
+                log.error("action=service_part_failed part=%s error=%s", part, type(result).__name__,
+                          exc_info=result)
+                failed.append((part, f"failed with {type(result).__name__}"))
+            elif task in ended:
+                log.error("action=service_part_failed part=%s error=ended_early", part)
+                failed.append((part, "ended before the service was stopped"))
+    if failed:
+        # Named: the part whose end stopped the service (others may have failed while stopping).
+        part, what = ([f for f in failed if f[0] in {parts[t] for t in ended}] or failed)[0]
+        raise SnapbridgeError(f"the service stopped because its {part} {what} (see the log)")
     log.info("action=service_stopped")
