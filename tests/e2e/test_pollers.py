@@ -280,23 +280,28 @@ async def test_backfill_refuses_an_empty_range(store: Store, shared_gumroad: Gum
 
 
 class BrokenPoller:
-    """A poller whose API is down."""
+    """A poller whose every poll fails with `error` (its API is down; or an answer nothing expected)."""
 
     name = "broken"
 
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
     async def poll_once(self) -> PollReport:
-        raise Retryable("the API is down", operation="list_sales")
+        raise self.error
 
 
+@pytest.mark.parametrize("error", [Retryable("the API is down", operation="list_sales"),
+                                   ValueError("an answer no parser expected")], ids=["outage", "unexpected"])
 async def test_run_pollers_keeps_polling_past_a_failure(store: Store, sandboxes: Sandboxes,
-                                                        shared_gumroad: GumroadClient) -> None:
+                                                        shared_gumroad: GumroadClient, error: Exception) -> None:
     import asyncio
 
     scenario(sandboxes, "first_purchase")
     poller = GumroadSalesPoller(store, shared_gumroad, connection=CONNECTION)
     stop = asyncio.Event()
     woken: list[int] = []
-    task = asyncio.create_task(run_pollers([BrokenPoller(), poller], stop, interval_seconds=0.05,
+    task = asyncio.create_task(run_pollers([BrokenPoller(error), poller], stop, interval_seconds=0.05,
                                            on_events=lambda: woken.append(1)))
     deadline = asyncio.get_running_loop().time() + 10
     while not woken:

@@ -69,3 +69,9 @@ def test_lone_surrogates_in_values_and_keys_are_refused(body: str) -> None:
 
 def test_text_in_any_script_passes() -> None:
     check_storable(json.loads('{"name": "Zoë Ñúñez 山田 \\ud83d\\ude00", "Straße": ["Zürich", "🎉"]}'))
+
+
+@pytest.mark.parametrize("body", ['{"email": "ada\\u0000@example.com"}', '{"a": [{"\\u0000": 1}]}'])
+def test_nul_in_text_is_refused(body: str) -> None:
+    with pytest.raises(InvalidInput, match="NUL character"):
+        check_storable(json.loads(body))

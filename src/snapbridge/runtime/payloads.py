@@ -1,8 +1,8 @@
 """What a webhook payload must be for the store to keep it and the deriver to read it back.
 
 A body can parse and still be unstorable or unreadable later: Python's JSON reader accepts NaN and Infinity and
-lone surrogates ("\\ud800"), which PostgreSQL refuses and UTF-8 cannot encode, and a deeply nested body
-commits but overflows the stack when it is read back. Accepting such a body would answer 200 for an event that
+lone surrogates ("\\ud800"), which UTF-8 cannot encode; NUL, which PostgreSQL text refuses; and a deeply nested
+body commits but overflows the stack when it is read back. Accepting such a body would answer 200 for an event that
 fails every later step (and on PostgreSQL, fails the group commit it shares with good events), so the receiver
 refuses it up front with 400.
 """
@@ -32,12 +32,12 @@ def check_storable(payload: Mapping[str, object]) -> None:
             values: list[object] | ValuesView[object] = container
         else:
             for key in container:
-                if not key.isascii():
+                if not key.isascii() or "\x00" in key:
                     _check_text(key)
             values = container.values()
         for value in values:
             if isinstance(value, str):
-                if not value.isascii():
+                if not value.isascii() or "\x00" in value:
                     _check_text(value)
             elif isinstance(value, dict | list):
                 pending.append((value, depth + 1))
@@ -46,6 +46,9 @@ def check_storable(payload: Mapping[str, object]) -> None:
 
 
 def _check_text(text: str) -> None:
+    if "\x00" in text:
+        # PostgreSQL text cannot hold NUL: the profile written from it could never be stored or read.
+        raise InvalidInput("webhook body holds a NUL character (\\u0000) in its text")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -296,6 +296,12 @@ async def run_pollers(pollers: Sequence[Poller], stop: asyncio.Event, *, interva
             except SnapbridgeError as exc:  # network, API or store trouble: the cursor did not move
                 log.warning("action=poll_failed poller=%s error=%s detail=%s", poller.name, type(exc).__name__, exc)
                 continue
+            except Exception as exc:
+                # Anything else (an answer no parser expected, a bug) is one failed poll as well: healing is
+                # worth more running than stopping the service, and the cursor moves only with a poll's commit.
+                log.error("action=poll_failed poller=%s error=%s", poller.name, type(exc).__name__,
+                          exc_info=log.isEnabledFor(logging.DEBUG))
+                continue
             if report.inserted and on_events is not None:
                 on_events()
         with contextlib.suppress(TimeoutError):

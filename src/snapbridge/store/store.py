@@ -214,7 +214,7 @@ class Store:
             with self.engine.connect() as conn:
                 yield conn
         except SQLAlchemyError as exc:
-            raise unavailable(what, exc) from exc
+            raise (refused(what, exc) or unavailable(what, exc)) from exc
 
     @contextmanager
     def transaction(self, *, relaxed: bool = False) -> Iterator[Tx]:
