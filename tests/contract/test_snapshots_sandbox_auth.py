@@ -123,6 +123,19 @@ def test_a_bound_key_lists_only_its_location_and_cannot_create_one(box: Served, 
                         "error": "Unauthorized"}
 
 
+def test_a_refusal_of_the_key_is_not_kept_as_the_idempotency_keys_answer(box: Served, client: httpx.Client) -> None:
+    # A dead letter caused by the key (E-102) must be fixable: the same request with the same Idempotency-Key
+    # and a key that may call it creates the location, instead of replaying the refusal.
+    bound, body = box.sandbox.keys()[3], {"name": "Retried with the right key", "timezone": "UTC"}
+    headers = {"Idempotency-Key": "idem-refused-then-allowed"}
+    refused = client.post("/locations", headers={**auth(bound), **headers}, json=body)
+    assert refused.status_code == 401
+    created = client.post("/locations", headers={**auth(box.sandbox.keys()[0]), **headers}, json=body)
+    assert created.status_code == 201 and "idempotent-replayed" not in created.headers
+    again = client.post("/locations", headers={**auth(box.sandbox.keys()[0]), **headers}, json=body)
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+
+
 def test_a_location_of_another_company_is_403(box: Served, client: httpx.Client) -> None:
     theirs = box.roomy_key(company_id="company_other")
     created = client.post("/locations", headers=auth(theirs), json={"name": "Theirs", "timezone": "UTC"})

@@ -199,7 +199,10 @@ class ApiEndpoint:
                 first = stored.result
                 return replace(first, replayed=True, headers=(*_without_replayed(first.headers), REPLAYED))
             result = op.handler(call)
-            state.answers[slot] = StoredAnswer(request_id, result)
+            if result.status not in (401, 403):
+                # UNCONFIRMED: an authorization refusal is not kept as the key's answer (as the key and scope
+                # checks before this one are not), so the same request with a key that may call it goes through.
+                state.answers[slot] = StoredAnswer(request_id, result)
             return result
 
     async def _read_body(self, receive: Receive) -> bytes | None:
