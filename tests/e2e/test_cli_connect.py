@@ -183,3 +183,11 @@ def test_a_test_run_sends_each_step_once_and_a_second_test_is_a_replay(sandboxes
 def test_a_test_run_without_connections_says_what_to_do(home: Path) -> None:
     r = cli(home, "run", "purchase-event", "--sample", "purchase")
     assert r.code == 1 and "no connection named 'snapshots'" in r.out
+
+
+@pytest.mark.parametrize("args", [["hooks", "--public-url", "not a url"],
+                                  ["hooks", "register", "--public-url", "ftp://sync.example.com"],
+                                  ["hooks", "--public-url", "https://sync.example.com/?x=1", "register"]])
+def test_a_public_url_the_apps_could_not_post_to_is_a_usage_error(home: Path, args: list[str]) -> None:
+    r = cli(home, *args)
+    assert r.code == 2 and "--public-url must be an http(s) address" in r.err, r.err

@@ -118,6 +118,10 @@ def _connect(app: str, name: str | None, base_url: str | None, credential: str, 
             workspace_id=existing.workspace_id if existing else DEFAULT_WORKSPACE,
         ))
         click.echo(f"Saved connection {name!r} ({app}, {base}).")
+        if existing is not None:
+            # The service reads credentials again after CREDENTIAL_CACHE_SECONDS, not on every call.
+            click.echo("A running `snapbridge serve` or `worker` uses the new credential within a minute; replay "
+                       "dead letters after that.")
         return 0
     finally:
         ctx.close()

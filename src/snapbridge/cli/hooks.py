@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from urllib.parse import urlsplit
 
 import click
 
@@ -16,8 +17,19 @@ from snapbridge.security import Secret
 __all__ = ["hooks_group"]
 
 
+def _checked_public_url(given: str | None) -> str | None:
+    """The --public-url without a trailing slash; a usage error for an address the apps could not post to."""
+    if given is None:
+        return None
+    parts = urlsplit(given.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise click.UsageError(f"--public-url must be an http(s) address such as https://sync.example.com, "
+                               f"not {given!r}")
+    return given.strip().rstrip("/")
+
+
 def _public_base(given: str | None, listen: str) -> str:
-    return (given or f"http://{listen}").rstrip("/")
+    return given or f"http://{listen}"
 
 
 @click.group("hooks", invoke_without_command=True)
@@ -30,9 +42,10 @@ def hooks_group(ctx: click.Context, public_url: str | None, as_json: bool) -> in
     ctx.obj["public_url"] = public_url
     if ctx.invoked_subcommand is not None:
         return 0
+    given = _checked_public_url(public_url)
     app = open_context()
     try:
-        urls = hook_urls(app.connections, app.vault, _public_base(public_url, app.settings.listen))
+        urls = hook_urls(app.connections, app.vault, _public_base(given, app.settings.listen))
     finally:
         app.close()
     if as_json:
@@ -49,8 +62,9 @@ def hooks_group(ctx: click.Context, public_url: str | None, as_json: bool) -> in
 @click.pass_context
 def hooks_register(ctx: click.Context, public_url: str | None) -> int:
     """Subscribe each Gumroad connection's hook URL to all 8 resources (existing subscriptions are kept)."""
+    given = _checked_public_url(public_url or ctx.obj.get("public_url"))
     app = open_context()
-    base = _public_base(public_url or ctx.obj.get("public_url"), app.settings.listen)
+    base = _public_base(given, app.settings.listen)
     try:
         urls = [u for u in hook_urls(app.connections, app.vault, base) if u.app == "gumroad"]
         if not urls:
