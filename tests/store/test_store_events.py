@@ -165,6 +165,20 @@ def test_saving_a_profile_again_keeps_first_seen(store: Store) -> None:
     assert (profile.lifetime_value_cents, profile.segments) == (1500, ("big",))
 
 
+def test_saving_many_profiles_at_once_matches_saving_each(store: Store) -> None:
+    later = T0 + timedelta(days=1)
+    with store.transaction() as tx:
+        tx.save_profile(Profile("g", "b@x.io", first_seen_at=T0, updated_at=T0, plan="basic"))
+        tx.save_profiles([
+            Profile("g", "B@X.io", first_seen_at=later, updated_at=later, plan="pro", tags=("vip",)),
+            Profile("g", "c@x.io", first_seen_at=later, updated_at=later, attributes={"k": "v"}),
+        ])
+        tx.save_profiles([])
+    updated, created = store.get_profile("g", "b@x.io"), store.get_profile("g", "c@x.io")
+    assert updated is not None and (updated.plan, updated.tags, updated.first_seen_at) == ("pro", ("vip",), T0)
+    assert created is not None and (created.attributes, created.first_seen_at) == ({"k": "v"}, later)
+
+
 def test_workflows_are_saved_listed_toggled_and_deleted(store: Store) -> None:
     later = T0 + timedelta(hours=1)
     store.save_workflow("welcome", "name: welcome\n", now=T0)

@@ -457,9 +457,8 @@ class Deriver:
                     self._apply(outbox, item, drafts[item.row.id], routes, counts)
             # One statement per kind for the whole pass: each customer's last state, the runs, their jobs (in
             # event order, so one customer's jobs keep the order of their events), the marks.
-            for key in sorted(outbox.states):
-                tx.save_profile(state_to_record(outbox.states[key], connection=key[0], now=now,
-                                                base=fresh.get(key)))
+            tx.save_profiles([state_to_record(outbox.states[key], connection=key[0], now=now, base=fresh.get(key))
+                              for key in sorted(outbox.states)])
             counts["runs"], counts["jobs"] = self._flush(tx, outbox, now)
             tx.mark_events(outbox.marks, now=now)
         return DeriveReport(**counts)

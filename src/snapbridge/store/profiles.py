@@ -20,6 +20,7 @@ __all__ = [
     "list_profiles",
     "list_workflows",
     "save_profile",
+    "save_profiles",
     "save_workflow",
     "set_workflow_enabled",
 ]
@@ -28,12 +29,14 @@ __all__ = [
 KEPT = ("connection", "email", "first_seen_at")  # an update keeps these
 
 
-def _save_profile(insert: InsertFn) -> sa.Insert:
+def _save_profiles(insert: InsertFn) -> sa.Insert:
     stmt = insert(customer_profiles)
     changed = {c.name: stmt.excluded[c.name] for c in customer_profiles.c if c.name not in (*KEPT, "id")}
-    return stmt.on_conflict_do_update(index_elements=["connection", "email"], set_=changed).returning(
-        customer_profiles.c.id
-    )
+    return stmt.on_conflict_do_update(index_elements=["connection", "email"], set_=changed)
+
+
+def _save_profile(insert: InsertFn) -> sa.Insert:
+    return _save_profiles(insert).returning(customer_profiles.c.id)
 
 
 def _save_workflow(insert: InsertFn) -> sa.Insert:
@@ -44,6 +47,7 @@ def _save_workflow(insert: InsertFn) -> sa.Insert:
 
 
 _SAVE_PROFILE = per_dialect(_save_profile)
+_SAVE_PROFILES = per_dialect(_save_profiles)
 _SAVE_WORKFLOW = per_dialect(_save_workflow)
 
 
@@ -131,7 +135,18 @@ def list_profiles(
 
 def save_profile(conn: Connection, profile: Profile) -> int:
     """Insert or replace the profile of (connection, email); returns its id. `first_seen_at` is kept."""
-    values: dict[str, object] = {
+    return int(conn.execute(_SAVE_PROFILE[conn.dialect.name], _profile_values(profile)).scalar_one())
+
+
+def save_profiles(conn: Connection, many: Sequence[Profile]) -> None:
+    """save_profile for many (distinct customers) in one executemany, without reading the ids back: a derive
+    pass saves one profile per customer, and a statement each cost more than the writes themselves."""
+    if many:
+        conn.execute(_SAVE_PROFILES[conn.dialect.name], [_profile_values(p) for p in many])
+
+
+def _profile_values(profile: Profile) -> dict[str, object]:
+    return {
         "connection": profile.connection, "email": profile.email.strip().lower(), "name": profile.name,
         "plan": profile.plan, "location_id": profile.location_id, "timezone": profile.timezone,
         "region": profile.region, "tier": profile.tier, "tags": list(profile.tags),
@@ -140,7 +155,6 @@ def save_profile(conn: Connection, profile: Profile) -> int:
         "lifetime_value_cents": profile.lifetime_value_cents, "purchases": profile.purchases,
         "first_seen_at": utc(profile.first_seen_at), "updated_at": utc(profile.updated_at),
     }
-    return int(conn.execute(_SAVE_PROFILE[conn.dialect.name], values).scalar_one())
 
 
 def _workflow(row: sa.Row[Any]) -> WorkflowRecord:

@@ -122,6 +122,10 @@ class Tx:
     def save_profile(self, profile: Profile) -> int:
         return profiles.save_profile(self._conn, profile)
 
+    def save_profiles(self, many: Sequence[Profile]) -> None:
+        """save_profile for many distinct customers at once (no ids read back)."""
+        profiles.save_profiles(self._conn, many)
+
     def list_workflows(self, *, enabled_only: bool = False) -> list[WorkflowRecord]:
         """Every workspace's (the caller routes them by `workspace_id`)."""
         return profiles.list_workflows(self._conn, enabled_only=enabled_only)
