@@ -44,6 +44,15 @@ _KNOWN = {
 }
 
 
+def _listen(raw: str) -> str:
+    """HOST:PORT, as the receiver binds it (port 0: any free port)."""
+    host, _, port = raw.strip().rpartition(":")
+    if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise InvalidInput(f"setting listen: {raw!r} is not HOST:PORT with a port from 0 to 65535 "
+                           "(e.g. 127.0.0.1:8080)")
+    return f"{host}:{int(port)}"
+
+
 def _coerce(name: str, raw: object) -> object:
     try:
         if name in _INT_FIELDS:
@@ -54,6 +63,8 @@ def _coerce(name: str, raw: object) -> object:
         raise InvalidInput(f"setting {name}: {raw!r} is not a number") from exc
     if name in _PATH_FIELDS:
         return Path(str(raw)).expanduser()
+    if name == "listen":
+        return _listen(str(raw))
     if name == "allowed_hosts":
         items = raw if isinstance(raw, list) else str(raw).split(",")
         return tuple(str(item).strip() for item in items if str(item).strip())

@@ -11,6 +11,9 @@ from snapbridge.store import RunStatus, RunSummary
 
 __all__ = ["dead_letters_command", "replay_command", "runs_command"]
 
+# Run and job ids are the store's 64-bit integers; a larger number is a typo, not a row.
+_ID = click.IntRange(1, 2**63 - 1)
+
 
 def _summary(run: RunSummary) -> dict[str, object]:
     return {
@@ -22,7 +25,7 @@ def _summary(run: RunSummary) -> dict[str, object]:
 
 
 @click.command("runs")
-@click.argument("run_id", type=int, required=False)
+@click.argument("run_id", type=_ID, required=False)
 @click.option("--failed", is_flag=True, help="Only runs that failed or died.")
 @click.option("--status", type=click.Choice([s.value for s in RunStatus]), help="Only runs in this state.")
 @click.option("--workflow", help="Only runs of this workflow.")
@@ -32,6 +35,8 @@ def _summary(run: RunSummary) -> dict[str, object]:
 def runs_command(run_id: int | None, failed: bool, status: str | None, workflow: str | None,
                  customer: str | None, limit: int, as_json: bool) -> int:
     """List recent runs, or show one run's steps (RUN_ID) with their inputs, outputs and errors."""
+    if failed and status:
+        raise click.UsageError("--failed and --status cannot be used together (--failed is failed or dead)")
     with open_store() as store:
         if run_id is not None:
             detail = store.run_detail(run_id)
@@ -54,7 +59,7 @@ def runs_command(run_id: int | None, failed: bool, status: str | None, workflow:
             click.echo(json.dumps(_summary(run)))
         return 0
     if not runs:
-        click.echo("no runs yet")
+        click.echo("no runs match" if failed or status or workflow or customer else "no runs yet")
     for run in runs:
         error = f"  {run.last_error[:80]}" if run.last_error and run.status != RunStatus.SUCCEEDED else ""
         click.echo(f"{run.id:>6} {run.created_at:%Y-%m-%d %H:%M:%S} {run.status.value:<9} {run.workflow_name:<22} "
@@ -77,18 +82,34 @@ def dead_letters_command(limit: int) -> int:
 
 
 @click.command("replay")
-@click.option("--job", "job_ids", type=int, multiple=True, help="A dead job (repeatable).")
-@click.option("--run", "run_ids", type=int, multiple=True, help="Every dead job of a run (repeatable).")
-@click.option("--workflow", help="Every dead job of a workflow.")
-@click.option("--all", "all_dead", is_flag=True, help="Every dead letter.")
+@click.option("--job", "job_ids", type=_ID, multiple=True, metavar="ID",
+              help="A dead job (repeatable).")
+@click.option("--run", "run_ids", type=_ID, multiple=True, metavar="ID",
+              help="Dead jobs of this run (repeatable).")
+@click.option("--workflow", help="Dead jobs of this workflow.")
+@click.option("--all", "all_dead", is_flag=True, help="Every dead letter (given alone).")
 @click.option("--from-start", is_flag=True, help="Re-run from the trigger's first step, not the failed step.")
 def replay_command(job_ids: tuple[int, ...], run_ids: tuple[int, ...], workflow: str | None, all_dead: bool,
                    from_start: bool) -> int:
-    """Queue dead letters again with their original idempotency keys, so a replay never doubles a write."""
-    if not (job_ids or run_ids or workflow or all_dead):
+    """Queue dead letters again with their original idempotency keys, so a replay never doubles a write.
+
+    --job, --run and --workflow narrow each other: `--job 7 --run 3` replays job 7 only if it is a dead job
+    of run 3, and nothing otherwise. A repeated option matches any of its values: `--job 7 --job 8` replays
+    both. --all, given alone, replays every dead letter.
+    """
+    filters = [*(f"--job {i}" for i in job_ids), *(f"--run {i}" for i in run_ids),
+               *([f"--workflow {workflow}"] if workflow is not None else [])]
+    if all_dead and filters:
+        raise click.UsageError("--all replays every dead letter: give it alone, or --job, --run and --workflow "
+                               "without it")
+    if not (filters or all_dead):
         raise click.UsageError("say what to replay: --job, --run, --workflow or --all")
     with open_store() as store:
         count = store.replay(job_ids=job_ids or None, run_ids=run_ids or None, workflow=workflow,
                              all_dead=all_dead, from_start=from_start)
+    if not count:
+        click.echo("error: there are no dead letters to replay" if all_dead
+                   else f"error: no dead letter matches {' '.join(filters)}", err=True)
+        return 1
     click.echo(f"queued {count} job(s) again")
-    return 0 if count else 1
+    return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 
@@ -58,15 +59,32 @@ def cli() -> None:
     """Keep Gumroad and the Snapshots API in sync without writing code."""
 
 
+# How SQLAlchemy starts its messages: "(psycopg.OperationalError) connection failed: ...".
+_SQLALCHEMY_TAG = re.compile(r"^\([\w.]+\) ")
+
+
+def _cause_text(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if not isinstance(exc, SnapbridgeError) and _SQLALCHEMY_TAG.match(text):
+        # The database's reason only: SQLAlchemy's next lines quote the statement, its values and a link.
+        text = _SQLALCHEMY_TAG.sub("", text.splitlines()[0])
+    return text or type(exc).__name__
+
+
 def _causes(exc: BaseException) -> str:
-    parts = [str(exc) or type(exc).__name__]
+    """The message and each cause it does not already say, joined with ': '."""
+    message = str(exc) or type(exc).__name__
     seen = {id(exc)}
     cause = exc.__cause__
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
-        parts.append(str(cause) or type(cause).__name__)
+        text = _cause_text(cause)
+        # "cannot migrate the database: OperationalError" names the type of the cause that follows: say it once.
+        message = message.removesuffix(f": {type(cause).__name__}")
+        if text not in message:  # a wrapper often repeats its cause ("All connection attempts failed" thrice)
+            message = f"{message}: {text}"
         cause = cause.__cause__
-    return ": ".join(parts)
+    return message
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,14 +96,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 1
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()  # a group run without a command: its help
+        return 2
     except click.ClickException as exc:
-        exc.show()
+        # One line, like every other error (click would add the usage and a hint: three more lines).
+        click.echo(f"error: {exc.format_message().rstrip('.')}", err=True)
         return 2 if isinstance(exc, click.UsageError) else exc.exit_code
     except InvalidInput as exc:
         click.echo(f"error: {_causes(exc)}", err=True)
         return 2
     except SnapbridgeError as exc:
         click.echo(f"error: {_causes(exc)}", err=True)
+        return 1
+    except OSError as exc:
+        # A data directory, key file or database folder the system refuses (a file in the way, no permission).
+        where = f": {exc.filename}" if exc.filename is not None else ""
+        click.echo(f"error: {exc.strerror or _cause_text(exc)}{where}", err=True)
         return 1
     return result if isinstance(result, int) else 0
 

@@ -14,12 +14,14 @@ from snapbridge.sandbox import start_sandboxes
 
 __all__ = ["sandbox_command"]
 
+_PORT = click.IntRange(0, 65535)
+
 
 @click.command("sandbox")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--gumroad-port", type=int, default=8701, show_default=True, help="0 picks a free port.")
-@click.option("--snapshots-port", type=int, default=8702, show_default=True, help="0 picks a free port.")
-@click.option("--highlevel-port", type=int, default=8703, show_default=True, help="0 picks a free port.")
+@click.option("--gumroad-port", type=_PORT, default=8701, show_default=True, help="0 picks a free port.")
+@click.option("--snapshots-port", type=_PORT, default=8702, show_default=True, help="0 picks a free port.")
+@click.option("--highlevel-port", type=_PORT, default=8703, show_default=True, help="0 picks a free port.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the generated data.")
 @click.option(
     "--time-factor", type=float, default=1.0, show_default=True,
@@ -40,7 +42,11 @@ def sandbox_command(
         raise click.ClickException(f"cannot listen on {host}: {exc.strerror or exc}") from exc
     info = boxes.info()
     if info_file is not None:
-        info_file.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        try:
+            info_file.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            boxes.stop()
+            raise click.ClickException(f"cannot write {info_file}: {exc.strerror or exc}") from None
     g, s = info["gumroad"], info["snapshots"]
     click.echo(f"Gumroad sandbox    {g['base_url']}/v2")
     click.echo(f"  access token     {g['access_token']}")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import socket
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import click
@@ -24,9 +25,13 @@ from snapbridge.runtime import (
     hook_urls,
     run_service,
 )
+from snapbridge.sandbox import bind_socket
 from snapbridge.web import create_app
 
 __all__ = ["serve_command", "sync_group", "worker_command"]
+
+# Gumroad opened in 2011: a backfill from before would walk years of empty days.
+_GUMROAD_STARTED = date(2011, 1, 1)
 
 
 def _listen(settings: Settings, host: str | None, port: int | None) -> Settings:
@@ -35,10 +40,25 @@ def _listen(settings: Settings, host: str | None, port: int | None) -> Settings:
     return Settings(**{**settings.__dict__, "listen": listen})
 
 
+def _bind(settings: Settings) -> tuple[socket.socket, Settings]:
+    """The receiver's socket, bound before anything says it listens; the settings name the port it got (for 0)."""
+    host, _, port = settings.listen.rpartition(":")
+    try:
+        sock = bind_socket(host.strip("[]"), int(port))
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        reason = reason[:1].lower() + reason[1:] if reason[1:2].islower() else reason
+        raise click.ClickException(f"cannot listen on {settings.listen}: {reason}") from None
+    return sock, Settings(**{**settings.__dict__, "listen": f"{host}:{sock.getsockname()[1]}"})
+
+
 def _run(options: ServiceOptions, host: str | None, port: int | None) -> int:
     ctx = open_context()
     settings = _listen(ctx.settings, host, port)
+    sock: socket.socket | None = None
     try:
+        if options.receiver:
+            sock, settings = _bind(settings)
         for record in ctx.connections.list():
             register_secret(ctx.vault.decrypt(record.credential, bound_to=f"{record.name}:credential"))
 
@@ -67,10 +87,12 @@ def _run(options: ServiceOptions, host: str | None, port: int | None) -> int:
             await run_service(settings, ctx.store, ctx.vault, ctx.connections, options, stop,
                               make_app=lambda s, st, hooks, on_commit: create_app(
                                   s, st, hooks, on_commit=on_commit, vault=ctx.vault, connections=ctx.connections),
-                              on_ready=ready)
+                              sock=sock, on_ready=ready)
 
         asyncio.run(main())
     finally:
+        if sock is not None:
+            sock.close()
         ctx.close()
     click.echo("snapbridge stopped", err=True)
     return 0
@@ -78,7 +100,8 @@ def _run(options: ServiceOptions, host: str | None, port: int | None) -> int:
 
 @click.command("serve")
 @click.option("--host", help="Address to listen on (default from settings: 127.0.0.1).")
-@click.option("--port", type=int, help="Port to listen on (default from settings: 8080).")
+@click.option("--port", type=click.IntRange(0, 65535),
+              help="Port to listen on (default from settings: 8080; 0 picks a free port).")
 @click.option("--no-workers", is_flag=True, help="Only receive and derive; `snapbridge worker` delivers.")
 @click.option("--workers", "worker_count", type=click.IntRange(0, 64), default=1, show_default=True,
               help="Worker loops in this process.")
@@ -123,12 +146,16 @@ def sync_group() -> None:
 @click.option("--connection", "name", default="gumroad", show_default=True, help="Gumroad connection name.")
 def sync_gumroad(since: datetime, name: str) -> int:
     """Store every Gumroad sale since DATE as inbound events (duplicates of known events are skipped)."""
+    start = since.date()
+    if start > datetime.now(UTC).date():
+        raise click.UsageError("--since must be today (UTC) or earlier")
+    if start < _GUMROAD_STARTED:
+        raise click.UsageError(f"--since must be {_GUMROAD_STARTED} or later (Gumroad opened in 2011)")
     ctx = open_context()
     try:
         if ctx.connections.get(name) is None:
             click.echo(f"error: no connection named {name!r}; run `snapbridge connect gumroad` first", err=True)
             return 1
-        start = since.date()
 
         async def main() -> int:
             connections = Connections(ctx.connections, ctx.vault, allowed_hosts=ctx.settings.allowed_hosts,
