@@ -76,7 +76,7 @@ def highlevel_error(
     body = _body(content)
     known = list(secrets)
     message = redact_text(highlevel_message(body), known)
-    cut = redact_text(excerpt(content), known)
+    cut = excerpt(content, secrets=known)  # redacted before the cut: a key it splits is still found
     said = f": {message}" if message else ""
     common = _Common(operation=operation, status=status, request_id=request_id(headers), excerpt=cut)
     if status == 401 and SCOPE_MESSAGE in message.lower():

@@ -1,13 +1,15 @@
 """The generic action runner: any catalog action, validated against its record, sent, decoded into our errors.
 
 Rate limiting and retries belong to the pipeline; the runner raises our typed errors (Retryable carries
-retry_after), which is what that machinery needs.
+retry_after), which is what that machinery needs. Every error that leaves `run_action` has the credential
+redacted from its message and excerpt, and both bounded, whichever app's decoder or layer built it: a key the
+API echoes back, or a megabyte of message, must reach no attempt row, job error or log line.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
@@ -20,11 +22,13 @@ from snapbridge.catalog.pagination import next_page_params
 from snapbridge.connectors.gumroad import decode_response as gumroad_decode
 from snapbridge.connectors.snapshots import decode_error as snapshots_error
 from snapbridge.connectors.snapshots import unwrap as snapshots_unwrap
-from snapbridge.errors import InvalidInput, Permanent
-from snapbridge.http import HttpResponse, RateLimitState, excerpt, send
+from snapbridge.errors import DeliveryError, InvalidInput, Permanent, SnapbridgeError
+from snapbridge.http import HttpResponse, RateLimitState, bounded, excerpt, send
 from snapbridge.security import Secret
 
 __all__ = [
+    "ERROR_CHARS",
+    "EXCERPT_CHARS",
     "ActionResult",
     "PreparedRequest",
     "iterate_action",
@@ -36,6 +40,9 @@ __all__ = [
 DEFAULT_MAX_RESPONSE_BYTES = 10_485_760
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 REPLAYED_HEADER = "Idempotent-Replayed"
+# The most an error's message and excerpt hold (then "…"); decoders cut the API's own words shorter still.
+ERROR_CHARS = 1000
+EXCERPT_CHARS = 500
 
 _TYPE_NAMES = {
     ParamType.STRING: "a string", ParamType.INTEGER: "an integer", ParamType.NUMBER: "a number",
@@ -203,26 +210,53 @@ def _check_key(key: str) -> str:
     return key
 
 
+def _said(text: str, secrets: Sequence[str], limit: int) -> str:
+    """An error's words, at most `limit` characters (then "…"), with a secret in them redacted.
+
+    Decoders redact what they quote of an answer already; the text is only redacted (all of it, our words too)
+    when a secret is in it anyway: redacting every message would hide harmless words, as in "the token: E-102".
+    """
+    if any(secret in text for secret in secrets):
+        return bounded(text, limit, secrets)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _redact_error(error: SnapbridgeError, secrets: Sequence[str], content: bytes | None) -> None:
+    """Remove the secrets from what the error says and shows, and bound both, in place (its type, status,
+    retry_after and cause stay). With the answer's `content`, the excerpt is made again from it, the secrets
+    removed before the cut: a decoder that cuts first leaves the start of a key that straddles its cut."""
+    if isinstance(error, DeliveryError):
+        error.message = _said(error.message, secrets, ERROR_CHARS)
+        error.excerpt = (excerpt(content, EXCERPT_CHARS, secrets) if content is not None
+                         else bounded(error.excerpt, EXCERPT_CHARS, secrets))
+        error.args = (error.message,)
+    else:
+        error.args = tuple(_said(arg, secrets, ERROR_CHARS) if isinstance(arg, str) else arg
+                           for arg in error.args)
+
+
 def _payload(op: Operation, response: HttpResponse, credential: str, now: datetime) -> tuple[object, object]:
-    """(payload, body) of a success; raises our error for anything else, by the app's own rules."""
+    """(payload, body) of a success; raises our error for anything else, by the app's own rules (run_action
+    redacts, bounds and gives it its excerpt)."""
+    secrets = (credential,)
     if op.app == "gumroad":
         body: object = gumroad_decode(response.status, response.headers, response.content, operation=op.name,
-                                      scopes=op.scopes, now=now, secrets=(credential,))
+                                      scopes=op.scopes, now=now, secrets=secrets)
     elif op.app == "snapshots":
         if not 200 <= response.status < 300:
             raise snapshots_error(response.status, response.content, response.headers, operation=op.name,
-                                  scope=op.scopes[0] if op.scopes else None, now=now, secrets=(credential,))
-        body = snapshots_unwrap(response.content, None, operation=op.name, status=response.status)
+                                  scope=op.scopes[0] if op.scopes else None, now=now, secrets=secrets)
+        body = snapshots_unwrap(response.content, None, operation=op.name, status=response.status,
+                                secrets=secrets)
     else:
         if not 200 <= response.status < 300:
             raise highlevel_error(response.status, response.headers, response.content, operation=op.name,
-                                  scopes=op.scopes, now=now, secrets=(credential,))
+                                  scopes=op.scopes, now=now, secrets=secrets)
         body = response.json() if response.content.strip() else None
     if op.response_key is None:
         return body, body
     if not isinstance(body, Mapping) or op.response_key not in body:
-        raise Permanent(f"the answer has no {op.response_key!r}", operation=op.name, status=response.status,
-                        excerpt=excerpt(response.content))
+        raise Permanent(f"the answer has no {op.response_key!r}", operation=op.name, status=response.status)
     return body[op.response_key], body
 
 
@@ -249,12 +283,21 @@ async def run_action(
         headers["Authorization"] = f"Bearer {secret}"
     if op.idempotency_header and op.is_write and idempotency_key is not None:
         headers["Idempotency-Key"] = _check_key(idempotency_key)
-    response = await send(
-        http, op.method, request.path, operation=op.name, headers=headers,
-        params=list(request.query) or None, json=request.json, content=request.content,
-        max_response_bytes=max_response_bytes,
-    )
-    payload, body = _payload(op, response, secret, clock())
+    # Whatever layer or decoder built it, no error leaves an action call with the key in it, or unbounded.
+    try:
+        response = await send(
+            http, op.method, request.path, operation=op.name, headers=headers,
+            params=list(request.query) or None, json=request.json, content=request.content,
+            max_response_bytes=max_response_bytes,
+        )
+    except SnapbridgeError as exc:
+        _redact_error(exc, (secret,), None)
+        raise
+    try:
+        payload, body = _payload(op, response, secret, clock())
+    except SnapbridgeError as exc:
+        _redact_error(exc, (secret,), response.content)
+        raise
     return ActionResult(
         operation=op.name,
         status=response.status,

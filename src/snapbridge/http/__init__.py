@@ -1,6 +1,6 @@
 """The shared HTTP layer: client factory and send, base-URL guard, retry classification, rate limits."""
 
-from snapbridge.http.client import HttpResponse, create_client, excerpt, send
+from snapbridge.http.client import HttpResponse, bounded, create_client, excerpt, send
 from snapbridge.http.guard import AllowList, check_base_url
 from snapbridge.http.ratelimit import RateLimitState
 from snapbridge.http.retry import error_for_status, is_retryable_status, parse_retry_after, request_id
@@ -9,6 +9,7 @@ __all__ = [
     "AllowList",
     "HttpResponse",
     "RateLimitState",
+    "bounded",
     "check_base_url",
     "create_client",
     "error_for_status",

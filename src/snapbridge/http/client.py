@@ -21,7 +21,7 @@ import httpx
 from snapbridge import __version__
 from snapbridge.errors import Permanent, Retryable
 from snapbridge.http.guard import AllowList, Resolver, check_host, default_resolve, literal_address, url_host
-from snapbridge.security import redact_text, redact_url
+from snapbridge.security import Secret, redact_text, redact_url
 
 __all__ = ["DEFAULT_USER_AGENT", "HttpResponse", "create_client", "excerpt", "send"]
 
@@ -32,12 +32,29 @@ KEEPALIVE_SECONDS = 30.0
 log = logging.getLogger("snapbridge.http")
 
 
-def excerpt(content: bytes, limit: int = 500) -> str:
-    """The start of a body as redacted text, at most `limit` characters (plus "…" when cut)."""
-    # Redact a window wider than the limit, so a token straddling the cut is still recognised whole.
-    window = content[: limit * 4 + 4096]
-    text = redact_text(window.decode("utf-8", errors="replace"))
-    return text if len(text) <= limit and len(window) == len(content) else text[:limit] + "…"
+# Longer than any credential: what is redacted beyond the shown part of a text, and never shown (see bounded).
+_MARGIN = 4096
+
+
+def bounded(text: str, limit: int, secrets: Sequence[Secret | str] = (), *, more: bool = False) -> str:
+    """`text` with the known `secrets` and anything token-like redacted, at most `limit` characters (then "…").
+
+    Redacted before the cut, so a secret the cut splits is still recognised whole. Only a window of the text is
+    redacted, so a megabyte costs what a page does; a secret that the window's end (or the caller's cut: `more`)
+    splits lies in its last characters, which are dropped.
+    """
+    window = text[: limit + 2 * _MARGIN]
+    more = more or len(window) < len(text)
+    shown = redact_text(window, secrets)
+    if more:
+        shown = shown[:-_MARGIN]
+    return shown if len(shown) <= limit and not more else shown[:limit] + "…"
+
+
+def excerpt(content: bytes, limit: int = 500, secrets: Sequence[Secret | str] = ()) -> str:
+    """The start of a body as redacted text (see `bounded`), at most `limit` characters (plus "…" when cut)."""
+    window = content[: 4 * (limit + 2 * _MARGIN)]  # enough bytes for the characters `bounded` reads
+    return bounded(window.decode("utf-8", errors="replace"), limit, secrets, more=len(window) < len(content))
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,7 @@ EVENT_ACTION = "snapshots.events.create"
 BATCH_ACTION = "snapshots.events.batch"
 MAX_BATCH_EVENTS = 100  # the contract's limit per /events/batch request
 EXCERPT_CHARS = 500
+REASON_CHARS = 300  # the most of a batch item's own error a member's error repeats
 CREDENTIAL_CACHE_SECONDS = 60.0
 
 def _utc_now() -> datetime:
@@ -328,18 +329,20 @@ class ActionRunner:
 
 def _member_outcome(whole: Outcome, batch: PreparedBatch, event: Mapping[str, object],
                     item: Mapping[str, object] | None) -> Outcome:
+    secrets = (batch.credential,)
     member = replace(
-        whole, response_excerpt=_json_excerpt(item) if item is not None else whole.response_excerpt,
-        request_excerpt=_cut(f"{batch.request_excerpt[:200]} … event "
-                             f"{_json_excerpt(event, (batch.credential,))}"),
+        whole, response_excerpt=_json_excerpt(item, secrets) if item is not None else whole.response_excerpt,
+        request_excerpt=_cut(f"{batch.request_excerpt[:200]} … event {_json_excerpt(event, secrets)}"),
     )
     status = item.get("status") if item is not None else None
     if status in ("created", "duplicate"):
         return replace(member, output=dict(event), replayed=status == "duplicate")
     event_id, op = event.get("event_id"), batch.op.name
     if status == "error":
-        why = (item or {}).get("error") or "no reason given"
-        return replace(member, error=Permanent(f"event {event_id} refused: {why}", operation=op,
+        # The API's words, as an error excerpt shows them: redacted and bounded.
+        why = item.get("error") if item is not None else None
+        said = _cut(_json_excerpt(why, secrets), REASON_CHARS) if why else "no reason given"
+        return replace(member, error=Permanent(f"event {event_id} refused: {said}", operation=op,
                                                status=whole.http_status))
     return replace(member, error=Retryable(f"the batch answer has no result for event {event_id}",
                                            operation=op, status=whole.http_status))

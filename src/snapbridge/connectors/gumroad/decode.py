@@ -95,7 +95,7 @@ def _error_for(
         operation=operation,
         status=status,
         request_id=request_id(headers),
-        excerpt=redact_text(excerpt(content), known),
+        excerpt=excerpt(content, secrets=known),
     )
     if 200 <= status < 300:
         if body is None:

@@ -180,10 +180,10 @@ class SnapshotsClient:
         replayed = response.headers.get(REPLAYED_HEADER, "").strip().lower() == "true"
         return _Reply(response.status, response.content, replayed, state)
 
-    @staticmethod
-    def _parse(name: str, reply: _Reply, key: str | None, parse: Callable[[object], T]) -> T:
-        """Unwrap and parse a success body; a body that breaks the contract is a Permanent error."""
-        value = unwrap(reply.content, key, operation=name, status=reply.status)
+    def _parse(self, name: str, reply: _Reply, key: str | None, parse: Callable[[object], T]) -> T:
+        """Unwrap and parse a success body; a body that breaks the contract is a Permanent error (its excerpt
+        without the key: an answer can echo it)."""
+        value = unwrap(reply.content, key, operation=name, status=reply.status, secrets=[self._api_key])
         try:
             return parse(value)
         except InvalidInput as exc:

@@ -1,4 +1,9 @@
-"""Snapshots API responses, pure: a body → the JSON we expect, a failed status + body → one of our errors."""
+"""Snapshots API responses, pure: a body → the JSON we expect, a failed status + body → one of our errors.
+
+What an error carries of the answer (its message, an excerpt of its body) is redacted with the caller's known
+secrets before it is cut to a bounded length: an API that echoes the key, or answers with a megabyte of
+message, must not put either into attempt rows, job errors or log lines.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +21,13 @@ from snapbridge.errors import (
     Retryable,
     ScopeMissing,
 )
-from snapbridge.http import excerpt, is_retryable_status, parse_retry_after
-from snapbridge.security import Secret, redact_text
+from snapbridge.http import bounded, excerpt, is_retryable_status, parse_retry_after
+from snapbridge.security import Secret
 
 __all__ = [
     "AUTH_CLASS_MARK",
+    "EXCERPT_CHARS",
+    "MESSAGE_CHARS",
     "SCOPE_MESSAGE",
     "decode_error",
     "error_message",
@@ -36,6 +43,9 @@ AUTH_CLASS_MARK = "AuthClass"
 _REQUEST_ID_HEADERS = ("x-request-id", "x-trace-id", "traceid")
 # Where a 409 names the object it clashes with: a location (duplicate external_id), an event (reused id).
 _CONFLICT_ID_FIELDS = ("location_id", "event_id", "customer_id")
+# The most of the API's message an error repeats, and of the body its excerpt shows (then "…").
+MESSAGE_CHARS = 300
+EXCERPT_CHARS = 500
 
 
 class _Common(TypedDict):
@@ -108,20 +118,21 @@ def decode_error(
     """The error for a response that is not a success. `scope` is what `operation` needs, to name it."""
     body = parse_body(content)
     known = list(secrets)
-    message = redact_text(error_message(body), known)
+    said_whole = error_message(body)  # what the API said decides the error; a bounded part of it is shown
+    message = bounded(said_whole, MESSAGE_CHARS, known)
     common = _Common(
         operation=operation,
         status=status,
         request_id=request_id(headers, body),
-        excerpt=redact_text(excerpt(content), known),
+        excerpt=excerpt(content, EXCERPT_CHARS, known),
     )
     said = f": {message}" if message else ""
-    if status == 401 and SCOPE_MESSAGE in message.lower():
+    if status == 401 and SCOPE_MESSAGE in said_whole.lower():
         needed = (scope,) if scope else ()
         what = f"the scope {scope!r}" if scope else "a scope"
         return ScopeMissing(f"the API key lacks {what}, which {operation} needs{said}", scopes=needed,
                             **common)
-    if status == 401 and AUTH_CLASS_MARK in message:
+    if status == 401 and AUTH_CLASS_MARK in said_whole:
         # A valid key of the wrong kind (bound to one location) on a company-level route: not a bad key.
         return Permanent(f"the API key is bound to one location and cannot call {operation}{said}", **common)
     if status == 401:
@@ -148,15 +159,17 @@ def decode_error(
     return Permanent(f"request failed{said}", **common)
 
 
-def unwrap(content: bytes, key: str | None, *, operation: str, status: int) -> object:
-    """The JSON of a success body (or its `key` member); a body of another shape is a Permanent error."""
+def unwrap(content: bytes, key: str | None, *, operation: str, status: int,
+           secrets: Iterable[Secret | str] = ()) -> object:
+    """The JSON of a success body (or its `key` member); a body of another shape is a Permanent error, its
+    excerpt redacted with `secrets` (a 2xx can echo the key as well as an error can)."""
     body = parse_body(content)
     if not isinstance(body, Mapping):
         raise Permanent("the API answered with a body that is not a JSON object", operation=operation,
-                        status=status, excerpt=excerpt(content))
+                        status=status, excerpt=excerpt(content, EXCERPT_CHARS, list(secrets)))
     if key is None:
         return body
     if key not in body:
         raise Permanent(f"the API's answer has no {key!r}", operation=operation, status=status,
-                        excerpt=excerpt(content))
+                        excerpt=excerpt(content, EXCERPT_CHARS, list(secrets)))
     return body[key]
