@@ -123,6 +123,8 @@ def test_names_resolving_to_internal_addresses_are_refused(url: str, address: st
         ("http://exa mple.com/", "neither a valid address nor a host name"),
         ("http://-dash.example/", "neither a valid address nor a host name"),
         ("http://[::1/", "not a valid URL"),
+        ("http://example.com:99999/", "the port must be 1-65535"),
+        ("http://example.com:0/", "the port must be 1-65535"),
     ],
 )
 def test_malformed_and_non_http_urls_are_refused(url: str, message: str) -> None:

@@ -235,6 +235,8 @@ def url_host(url: str | httpx.URL) -> str:
     host = parsed.raw_host.decode("ascii", errors="replace")
     if not host:
         raise UnsafeURL(f"refused {shown}: the URL has no host")
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise UnsafeURL(f"refused {shown}: the port must be 1-65535")
     return host
 
 
