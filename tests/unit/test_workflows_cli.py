@@ -16,6 +16,7 @@ from snapbridge.cli.context import open_store
 from snapbridge.cli.workflows import run_command, templates_group, workflows_group
 from snapbridge.config import load_settings
 from snapbridge.errors import InvalidInput
+from snapbridge.store import ConnectionRecord, ConnectionStore, migrate, open_engine
 from snapbridge.workflows import (
     CustomerProfile,
     PlannedStep,
@@ -190,3 +191,20 @@ def test_previews_agree_with_the_catalog_runner(step: PlannedStep) -> None:
     if request.content is not None:
         assert (preview.body or "").encode("ascii") == request.content
     assert ("Idempotency-Key" in preview.headers) == (op.idempotency_header and op.is_write)
+
+
+def test_a_dry_run_shows_the_connected_accounts_urls(env: dict[str, str]) -> None:
+    settings = load_settings(environ=env)
+    settings.home.mkdir(parents=True)
+    engine = open_engine(settings.database_url)
+    try:
+        migrate(engine)
+        ConnectionStore(engine).save(ConnectionRecord(
+            name="snapshots", app="snapshots", base_url="http://127.0.0.1:40404", credential="v1.k.cipher",
+            webhook_key=None, account="Studio", scopes=("events.write",), options={}))
+    finally:
+        engine.dispose()
+    result = invoke(env, "run", "purchase-event", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "POST http://127.0.0.1:40404/events" in result.output
+    assert BASE_URLS["snapshots"] not in result.output

@@ -20,7 +20,7 @@ from snapbridge.config import Settings, load_settings
 from snapbridge.errors import InvalidInput
 from snapbridge.runtime import Connections, StepResult, execute_test_run
 from snapbridge.security import REDACTED
-from snapbridge.store import Store, WorkflowRecord
+from snapbridge.store import ConnectionStore, Store, WorkflowRecord
 from snapbridge.workflows import (
     CustomerProfile,
     Event,
@@ -237,6 +237,16 @@ def _load_event(workflow: Workflow, sample: str | None, event_file: Path | None)
     return event_spec(workflow.trigger.app, kind).sample_event()
 
 
+def _base_urls(settings: Settings) -> dict[str, str]:
+    """Where a live run would send each app's requests: its connected account's URL, else the default."""
+    urls = {"gumroad": settings.gumroad_base_url, "snapshots": settings.snapshots_base_url}
+    with open_store(settings) as store:  # no vault: a dry run reads no credential
+        records = sorted(ConnectionStore(store.engine).list(), key=lambda r: r.name != r.app)  # own name first
+    for record in reversed(records):
+        urls[record.app] = record.base_url
+    return urls
+
+
 @click.command("run")
 @click.argument("workflow")
 @click.option("--sample", "sample", metavar="EVENT_TYPE",
@@ -256,7 +266,7 @@ def run_command(workflow: str, sample: str | None, event_file: Path | None, dry_
         return 0
     if not dry_run:
         return _live_run(plans, event, _sample_profile(event))
-    base_urls = {"gumroad": settings.gumroad_base_url, "snapshots": settings.snapshots_base_url}
+    base_urls = _base_urls(settings)
     click.echo("dry run: nothing is sent")
     for plan in plans:
         click.echo("")
