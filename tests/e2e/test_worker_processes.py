@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from snapbridge.sandbox import Sandboxes
 from snapbridge.security import Secret, Vault
-from snapbridge.store import ConnectionRecord, ConnectionStore, JobStatus, NewJob, NewRun, Store
+from snapbridge.store import AttemptOutcome, ConnectionRecord, ConnectionStore, JobStatus, NewJob, NewRun, Store
 
 ALL_SCOPES = ("saas/location.read", "saas/location.write", "events.write", "events.readonly",
               "customers.write", "customers.readonly")
@@ -48,7 +49,9 @@ async def main() -> None:
     limiter = MemoryLimiter(margin_seconds=margin) if os.environ.get("T_LOCAL_LIMITER") \
         else StoreLimiter(store, margin_seconds=margin)
     worker = Worker(store, runner, limiter, WorkerConfig(name=os.environ["T_NAME"], idle_seconds=0.2,
-                                                         batch_size=8, concurrency=8, grace_seconds=2.0))
+                                                         batch_size=8, concurrency=8, grace_seconds=2.0,
+                                                         lease_seconds=float(os.environ.get("T_LEASE", "60")),
+                                                         lease_reserve_seconds=0.0))
     worker.handle_signals()
     print("ready", flush=True)
     await worker.run()
@@ -137,3 +140,65 @@ def test_two_worker_processes_never_exceed_the_shared_limit(migrated: Engine, sa
     assert max_in_any_window(arrivals, window_ms / 1000) <= limit, shown
     span = (max(arrivals) - min(arrivals)).total_seconds()
     assert span >= (jobs - limit) / limit * window_ms / 1000  # paced, not merely lucky
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_a_worker_process_stopped_past_its_lease_cannot_complete_the_job_another_did(
+        migrated: Engine, sandboxes: Sandboxes, tmp_path: Path) -> None:
+    key = sandboxes.snapshots.create_key(ALL_SCOPES)
+    key_file = tmp_path / "secret.key"
+    ConnectionStore(migrated).save(ConnectionRecord(
+        name="snap", app="snapshots", base_url=sandboxes.snapshots_url,
+        credential=Vault.open(key_file).encrypt(Secret(key.key), bound_to="snap:credential"),
+    ))
+    store = Store(migrated)
+    with migrated.connect() as conn:
+        schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
+    env = {**os.environ, "T_PG_URL": migrated.url.render_as_string(hide_password=False), "T_SCHEMA": schema,
+           "T_KEY_FILE": str(key_file), "T_MARGIN": "0.05"}
+    customer = f"stopped-{uuid.uuid4().hex[:8]}"
+
+    def job() -> dict[str, object]:
+        with migrated.connect() as conn:
+            row = conn.execute(sa.text("SELECT status, leased_by, lease_expires_at < :now AS expired FROM jobs"),
+                               {"now": datetime.now(UTC)}).one()
+        return dict(row._mapping)
+
+    def wait_until(condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 20
+        while not condition():
+            assert time.monotonic() < deadline, f"{what}: {job()}"
+            time.sleep(0.01)
+
+    sandboxes.snapshots.set_faults(latency_ms=300)  # A's request is on its way when A is stopped
+    a = start_worker("A", {**env, "T_LEASE": "1.0"})
+    workers = [a]
+    try:
+        now = datetime.now(UTC)
+        with store.transaction() as tx:
+            run_id = tx.create_run(NewRun("test", None, "purchase", customer, now))
+            tx.enqueue([NewJob(run_id=run_id, step_index=0, step_id="s0", action="snapshots.customers.upsert",
+                               connection="snap", ordering_key=f"customer:{customer}", idempotency_key=customer,
+                               input={"customer_id": customer, "plan": "pro"})], now=now)
+        wait_until(lambda: job()["leased_by"] == "A", "A claims the job")
+        a.send_signal(signal.SIGSTOP)
+        wait_until(lambda: bool(job()["expired"]), "A's lease runs out while A is stopped")
+        workers.append(start_worker("B", env))
+        wait_until(lambda: job()["status"] == JobStatus.SUCCEEDED.value, "B completes the job")
+        a.send_signal(signal.SIGCONT)
+
+        def fenced() -> bool:
+            detail = store.run_detail(run_id)
+            return detail is not None and AttemptOutcome.FENCED in {x.outcome for x in detail.steps[0].attempt_log}
+
+        wait_until(fenced, "A's late ending is fenced")
+    finally:
+        sandboxes.snapshots.clear_faults()
+        for proc in workers:
+            proc.send_signal(signal.SIGCONT)
+            proc.send_signal(signal.SIGTERM)
+        outputs = [proc.communicate(timeout=20) for proc in workers]
+        store.close()
+    assert [p.returncode for p in workers] == [0, 0], [err for _, err in outputs]
+    assert [json.loads(out.strip().splitlines()[-1])["succeeded"] for out, _ in outputs] == [0, 1]
+    assert sandboxes.snapshots.writes_to(customer) == 1

@@ -11,7 +11,12 @@ from snapbridge.errors import AuthFailed, DeliveryError, NotFound, Permanent, Re
 from snapbridge.http.ratelimit import RateLimitState, header
 from snapbridge.security import redact_text
 
-__all__ = ["error_for_status", "is_retryable_status", "parse_retry_after", "request_id"]
+__all__ = ["MAX_RETRY_AFTER_SECONDS", "error_for_status", "is_retryable_status", "parse_retry_after", "request_id"]
+
+# The longest Retry-After taken at its word. A year is past any retry horizon (3 days by default), so the job
+# gives up either way; a bound keeps "now + Retry-After" a datetime (99999999999999 s, or a date in year 9999
+# plus a clock, overflowed it) and a float ("9" * 400 is inf).
+MAX_RETRY_AFTER_SECONDS = 365 * 86_400.0
 
 _RETRYABLE = frozenset({408, 425, 429})
 _SECONDS = re.compile(r"^\d+(\.\d+)?$")
@@ -24,7 +29,8 @@ def is_retryable_status(status: int) -> bool:
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a Retry-After value (delay-seconds or HTTP-date, at least 0); None if unreadable.
+    """Seconds to wait from a Retry-After value (delay-seconds or HTTP-date, 0 to MAX_RETRY_AFTER_SECONDS);
+    None if unreadable.
 
     A negative number is not valid delay-seconds, so it reads as None, like any other garbage.
     """
@@ -34,14 +40,14 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
         return None
     value = value.strip()
     if _SECONDS.match(value):
-        return float(value)
+        return min(float(value), MAX_RETRY_AFTER_SECONDS)
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:  # "-0000" means UTC with no claim about the local zone
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
+    return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER_SECONDS)
 
 
 def request_id(headers: Mapping[str, str]) -> str | None:
@@ -64,7 +70,7 @@ def error_for_status(status: int, message: str, *, operation: str, headers: Mapp
         if retry_after is None and status == 429:
             state = RateLimitState.from_headers(headers)
             if state is not None and state.remaining == 0 and state.interval_ms is not None:
-                retry_after = state.interval_ms / 1000
+                retry_after = min(state.interval_ms, MAX_RETRY_AFTER_SECONDS * 1000) / 1000  # a huge int: no float
         return Retryable(message, retry_after=retry_after, operation=operation, status=status, request_id=rid,
                          excerpt=excerpt)
     kind: type[Permanent] = {401: AuthFailed, 404: NotFound}.get(status, Permanent)

@@ -34,6 +34,7 @@ __all__ = [
     "MemoryLimiter",
     "StoreLimiter",
     "block",
+    "bounded_state",
     "daily_block_until",
     "limiter_for",
     "observe",
@@ -54,6 +55,10 @@ DEFAULT_DAILY_PROBE = timedelta(minutes=15)
 _TOKEN_EPSILON = 1e-9
 # Datetimes stop at microseconds: come back a hair late rather than a hair early and ask twice.
 _SLEEP_PAD = 0.0002
+# Header counts past these are as good as unlimited; bounded, they stay floats (a 400-digit X-RateLimit-Max
+# overflowed the float math, and each response carrying it failed its job) and fit the store's columns.
+MAX_HEADER_COUNT = 10**9
+MAX_INTERVAL_MS = 86_400_000  # a window longer than a day is the daily quota's business
 
 
 T = TypeVar("T")
@@ -138,9 +143,21 @@ def daily_block_until(now: datetime, probe: timedelta = DEFAULT_DAILY_PROBE) -> 
     return min(midnight, now + probe)
 
 
+def bounded_state(state: RateLimitState | None) -> RateLimitState | None:
+    """The headers with every count at most MAX_HEADER_COUNT and the window at most MAX_INTERVAL_MS."""
+    if state is None:
+        return None
+    counts = {name: min(value, MAX_HEADER_COUNT) if value is not None else None
+              for name, value in state.as_dict().items()}
+    if state.interval_ms is not None:
+        counts["interval_ms"] = min(state.interval_ms, MAX_INTERVAL_MS)
+    return RateLimitState(**counts)
+
+
 def observe(bucket: Bucket, state: RateLimitState | None, now: datetime, *,
             margin_seconds: float | None = None, daily_probe: timedelta = DEFAULT_DAILY_PROBE) -> Bucket:
     """The bucket after a response's X-RateLimit-* headers: its shape, what is left, the daily quota."""
+    state = bounded_state(state)
     if state is None:
         return bucket
     current = refill(bucket, now)
@@ -255,6 +272,7 @@ class MemoryLimiter(_Queued):
         return wait
 
     async def observe(self, name: str, state: RateLimitState | None) -> None:
+        state = bounded_state(state)
         self._shapes.learn(name, state)
         self._buckets[name] = observe(self.bucket(name), state, self._clock(),
                                       margin_seconds=self._shapes.margin_seconds,
@@ -302,6 +320,7 @@ class StoreLimiter(_Queued):
                                 refill_per_second=shape.refill_per_second)
 
     async def observe(self, name: str, state: RateLimitState | None) -> None:
+        state = bounded_state(state)
         if state is None:
             return
         before = self._shapes.known.get(name)

@@ -9,6 +9,14 @@ dropped.
 Several independent POST /events jobs of one Snapshots connection in one claim go out as one /events/batch
 (one token, one idempotency key derived from the members' keys), each member settled from its own result.
 
+Every request has a deadline: it is given up (a retryable "no answer within N s") a margin before the lease
+ends, so the failure is recorded while the job is still this worker's. Were the lease to run out anyway (a
+slow store, a stalled loop) and a claim of this worker take the job again, the delivery under way keeps it
+under the new lease: no second request for it goes out.
+
+A 429's Retry-After holds back every job of the connection for at most `max_throttle`; the job that got it
+waits the whole Retry-After, or becomes a dead letter saying so when that is past its retry horizon.
+
 Wake-ups: `wake()` in-process (the deriver after an enqueue), PostgreSQL LISTEN through a listener task, and
 otherwise a sleep until the store's next due time (at most `idle_seconds`). `stop()` ends claiming; jobs in
 flight get `grace_seconds` to finish, the rest are released untried.
@@ -20,6 +28,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import os
 import random
 import signal
@@ -28,14 +37,14 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from snapbridge.errors import Retryable, StoreUnavailable
-from snapbridge.runtime.actions import MAX_BATCH_EVENTS, ActionRunner, Outcome, is_batchable
+from snapbridge.runtime.actions import MAX_BATCH_EVENTS, ActionRunner, BatchMember, Outcome, is_batchable
 from snapbridge.runtime.limiter import Limiter
-from snapbridge.runtime.retry import BASE_DELAY, DEFAULT_HORIZON, MAX_DELAY, GiveUp, decide
+from snapbridge.runtime.retry import BASE_DELAY, DEFAULT_HORIZON, MAX_DELAY, GiveUp, decide, describe_span
 from snapbridge.runtime.settler import Settler
 from snapbridge.security import redact_text
 from snapbridge.store import (
@@ -57,6 +66,12 @@ log = logging.getLogger("snapbridge.worker")
 STORE_RETRY_DELAYS = (0.05, 0.25, 1.0)  # a busy SQLite file or a PostgreSQL failover: try the write again
 MIN_IDLE_SECONDS = 0.01
 THROTTLED_FALLBACK_SECONDS = 1.0  # a 429 without Retry-After (the limiter's interval is not known here)
+# The longest one 429 holds back every job of its connection. An hour, our own longest backoff (MAX_DELAY): a
+# server still refusing after it says so again on the next request, at the cost of one request an hour, while a
+# Retry-After far off by mistake (a date in year 9999, ten days) no longer parks every customer's jobs.
+MAX_THROTTLE = timedelta(hours=1)
+# Errors as stored in attempt rows and the job, and as logged: an API message of 1 MB was stored per attempt.
+ERROR_CHARS = 1_000
 
 
 T = TypeVar("T")
@@ -89,12 +104,23 @@ class WorkerConfig:
     listen_seconds: float = 0.5  # PostgreSQL: one LISTEN wait; stopping waits for the current one at most
     # Leave this much of a lease for the request itself: a longer rate-limit wait gives the job back instead.
     lease_reserve_seconds: float = 15.0
+    # Stop waiting for an answer this long before the lease ends (at most a tenth of the lease), so the request's
+    # failure is settled while the job is still ours, instead of the job being claimed and sent again.
+    settle_margin_seconds: float = 5.0
+    max_throttle: timedelta = MAX_THROTTLE  # the longest a 429's Retry-After blocks the whole connection
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.concurrency < 1 or self.lease_seconds <= 0:
             raise ValueError("batch_size and concurrency must be at least 1, lease_seconds positive")
         if not 1 <= self.max_batch_events <= MAX_BATCH_EVENTS:
             raise ValueError(f"max_batch_events must be 1-{MAX_BATCH_EVENTS}")
+        if self.settle_margin_seconds < 0 or self.max_throttle < timedelta(0):
+            raise ValueError("settle_margin_seconds and max_throttle must not be negative")
+
+    @property
+    def settle_margin(self) -> float:
+        """Seconds before the lease ends at which a request is given up."""
+        return min(self.settle_margin_seconds, self.lease_seconds / 10)
 
 
 @dataclass
@@ -112,6 +138,8 @@ class WorkerStats:
     requests: int = 0
     batches: int = 0
     throttled: int = 0
+    timed_out: int = 0  # requests given up before the lease ran out
+    renewed: int = 0  # claims of a job whose delivery was still under way here (kept by that delivery)
 
 
 class Worker:
@@ -130,6 +158,7 @@ class Worker:
         self._wake: asyncio.Event | None = None
         self._stopping: asyncio.Event | None = None
         self._tasks: dict[asyncio.Task[None], tuple[ClaimedJob, ...]] = {}
+        self._in_flight: dict[int, _Flight] = {}  # job id → its delivery under way, until settled
         self._usage: list[UsageSample] = []
         self._usage_flushed = 0.0
         # Store calls block a thread each; the worker's own pool keeps them from queueing behind other users
@@ -218,7 +247,19 @@ class Worker:
             return []
         self.stats.claimed += len(claimed)
         self.stats.claims += bool(claimed)
-        return claimed
+        fresh = []
+        for job in claimed:
+            flight = self._in_flight.get(job.id)
+            if flight is None:
+                fresh.append(job)
+                continue
+            # Our lease ran out while the job's delivery is still under way here, and this claim took it again:
+            # that delivery ends it under the new lease; a second request would race the first.
+            flight.current = job
+            self.stats.renewed += 1
+            log.warning("action=job.lease_renewed job=%d worker=%s lease_token=%d: the lease ran out while its "
+                        "delivery was under way; that delivery keeps the job", job.id, self.name, job.lease_token)
+        return fresh
 
     async def _idle(self) -> None:
         """Sleep until woken, a job finishes, or the next job falls due (at most `idle_seconds`)."""
@@ -279,10 +320,16 @@ class Worker:
     def _spawn(self, jobs: tuple[ClaimedJob, ...], work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         self._tasks[task] = jobs
+        for job in jobs:
+            self._in_flight[job.id] = _Flight(job, job)
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.pop(task, None)
+        for job in self._tasks.pop(task, ()):
+            flight = self._in_flight.get(job.id)
+            # Not settled (a bug, a cancel): not under way any more either.
+            if flight is not None and flight.origin.lease_token == job.lease_token:
+                del self._in_flight[job.id]
         if not task.cancelled() and task.exception() is not None:
             log.error("action=worker.task_failed worker=%s error=%r", self.name, task.exception())
         self.wake()  # room for more, and the next job of this key may be claimable now
@@ -292,11 +339,14 @@ class Worker:
             return
         tasks = dict(self._tasks)
         _, pending = await asyncio.wait(tasks, timeout=self.config.grace_seconds)
+        # Each job under its newest lease (claimed again while under way): the one a release must name.
+        leases = {job.id: flight.current for jobs in tasks.values() for job in jobs
+                  if (flight := self._in_flight.get(job.id)) and flight.origin.lease_token == job.lease_token}
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         for task in pending:
-            for job in tasks[task]:
+            for job in (leases.get(job.id, job) for job in tasks[task]):
                 # Fenced like every ending: a job that did finish (or was taken over) is left alone.
                 if await self._settle_outcome(JobReleased(job)):
                     self.stats.released += 1
@@ -320,7 +370,7 @@ class Worker:
             await work(settled)
         except Exception as exc:
             log.exception("action=worker.bug worker=%s jobs=%s", self.name, [job.id for job in jobs])
-            why = f"{type(exc).__name__}: {redact_text(str(exc))}"
+            why = _cut(f"{type(exc).__name__}: {redact_text(str(exc))}")
             error = RuntimeError(f"internal error in the worker: {why}")
             for job in jobs:
                 if job.id not in settled:
@@ -333,11 +383,17 @@ class Worker:
             await self._settle(job, prepared, started_at, settled)
             return
         if prepared.op is not None:
-            wait_until = await self._acquire(job.connection, job.lease_expires_at)
+            wait_until = await self._acquire(job.connection, self._lease_ends(job))
             if wait_until is not None:
                 await self._defer(job, started_at, wait_until, settled)
                 return
-        outcome = await self.runner.execute(prepared)
+        if prepared.op is None:  # a local action: a thread and a transaction, which a timeout cannot stop
+            outcome = await self.runner.execute(prepared)
+        else:
+            budget = self._answer_budget(self._lease_ends(job))
+            answered = await self._within(budget, self.runner.execute(prepared))
+            outcome = answered if answered is not None else self._no_answer(job.action, budget,
+                                                                             prepared.request_excerpt)
         if outcome.sent:
             await self._observe(job.connection, outcome)
         await self._settle(job, outcome, started_at, settled)
@@ -350,12 +406,17 @@ class Worker:
             await self._settle(member.job, member.outcome, started_at, settled)
         if batch is None:
             return
-        wait_until = await self._acquire(connection, min(job.lease_expires_at for job, _ in batch.members))
+        wait_until = await self._acquire(connection, min(self._lease_ends(job) for job, _ in batch.members))
         if wait_until is not None:
             for job, _ in batch.members:
                 await self._defer(job, started_at, wait_until, settled)
             return
-        members = await self.runner.execute_batch(batch)
+        budget = self._answer_budget(min(self._lease_ends(job) for job, _ in batch.members))
+        answered = await self._within(budget, self.runner.execute_batch(batch))
+        if answered is None:
+            late = self._no_answer(batch.op.name, budget, batch.request_excerpt)
+            answered = [BatchMember(job, late) for job, _ in batch.members]
+        members = answered
         sent = next((m.outcome for m in members if m.outcome.sent), None)
         if sent is not None:
             self.stats.batches += 1
@@ -365,14 +426,66 @@ class Worker:
 
     async def _acquire(self, connection: str, lease_expires_at: datetime) -> datetime | None:
         """Wait for a token: None once taken, or when to come back if the wait would outlast the lease."""
-        budget = (lease_expires_at - self._clock()).total_seconds() - self.config.lease_reserve_seconds
+        budget = ((lease_expires_at - self._clock()).total_seconds() - self.config.lease_reserve_seconds
+                  - self.config.settle_margin)
         wait = await self.limiter.acquire(connection, budget=budget)
-        return None if wait <= 0 else self._clock() + timedelta(seconds=wait)
+        if wait <= 0:
+            return None
+        # A block longer than max_throttle (one stored before the cap, an endless bucket) is looked at again then.
+        return self._clock() + timedelta(seconds=_bounded(wait, self.config.max_throttle.total_seconds()))
+
+    def _lease_ends(self, job: ClaimedJob) -> datetime:
+        """When the job's newest lease held here ends (a claim may have renewed it while under way)."""
+        flight = self._in_flight.get(job.id)
+        if flight is not None and flight.origin.lease_token == job.lease_token:
+            return flight.current.lease_expires_at
+        return job.lease_expires_at
+
+    def _answer_budget(self, lease_expires_at: datetime) -> float:
+        """Seconds a request may take: up to the settle margin before the (earliest) lease ends."""
+        return max(0.0, (lease_expires_at - self._clock()).total_seconds() - self.config.settle_margin)
+
+    async def _within(self, budget: float, call: Coroutine[Any, Any, T]) -> T | None:
+        """`call`'s result, or None when it took longer than `budget` seconds (it is cancelled then)."""
+        deadline = asyncio.timeout(budget)
+        try:
+            async with deadline:
+                return await call
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            self.stats.timed_out += 1
+            return None
+
+    @staticmethod
+    def _no_answer(operation: str, budget: float, request_excerpt: str) -> Outcome:
+        """A request given up before the lease ends: it may have been applied, so it is retried (same key)."""
+        error = Retryable(f"no answer within {budget:.1f} s; stopped waiting before the job's lease runs out",
+                          operation=operation)
+        return Outcome(error=error, request_excerpt=request_excerpt, elapsed_ms=budget * 1000, sent=True)
 
     async def _defer(self, job: ClaimedJob, started_at: datetime, until: datetime, settled: set[int]) -> None:
-        """Give the job back to wait for the rate limit; nothing was sent, so the attempt has no status."""
-        settled.add(job.id)
+        """Give the job back to wait for the rate limit; nothing was sent, so the attempt has no status.
+
+        A wait that ends past the job's retry horizon makes it a dead letter now, instead of a job that is never
+        due before the horizon and so neither sent nor dead."""
         reason = f"waiting for the rate limit of {job.connection!r} until {until.isoformat()}"
+        first = await self._first_attempt_at(job) or started_at
+        if until - first > self.config.horizon:
+            dead = (f"gave up after {job.attempt} attempt{'s' if job.attempt != 1 else ''}: the rate limit of "
+                    f"{job.connection!r} holds every request until {until.isoformat()}, past the retry horizon of "
+                    f"{describe_span(self.config.horizon)}")
+            settled.add(job.id)
+            attempt = AttemptRecord(started_at=started_at, duration_ms=0.0, error=dead)
+            answer = await self._settle_outcome(JobDead(job, attempt, dead))
+            if answer:
+                self.stats.dead += 1
+                log.warning("action=job.dead job=%d action=%s attempt=%d reason=%s", job.id, job.action,
+                            job.attempt, dead)
+            else:
+                self._fenced(job, answer)
+            return
+        settled.add(job.id)
         attempt = AttemptRecord(started_at=started_at, duration_ms=0.0, error=reason)
         answer = await self._settle_outcome(JobRetry(job, until, attempt, reason))
         if answer:
@@ -393,8 +506,14 @@ class Worker:
             if throttled:
                 assert isinstance(error, Retryable)
                 self.stats.throttled += 1
-                seconds = error.retry_after if error.retry_after is not None else THROTTLED_FALLBACK_SECONDS
-                # Everyone using this connection waits, not just this job.
+                asked = error.retry_after
+                if asked is None or math.isnan(asked):
+                    asked = THROTTLED_FALLBACK_SECONDS
+                seconds = _bounded(asked, self.config.max_throttle.total_seconds())
+                if seconds != asked:
+                    log.warning("action=limiter.block_capped connection=%s retry_after=%g seconds=%g", connection,
+                                asked, seconds)
+                # Everyone using this connection waits, not just this job (the job itself waits all it was told).
                 await self.limiter.block(connection, self._clock() + timedelta(seconds=seconds))
         except StoreUnavailable as exc:
             log.warning("action=limiter.update_failed connection=%s error=%s", connection, exc)
@@ -404,15 +523,17 @@ class Worker:
 
     async def _settle(self, job: ClaimedJob, outcome: Outcome, started_at: datetime,
                       settled: set[int]) -> None:
-        settled.add(job.id)
+        """Record how the job ended. It counts as settled only once the decision is made: an error before that
+        (a bug) leaves it to `_guarded`, which makes it a dead letter, instead of leased and re-sent forever."""
         error = outcome.error
+        text = _cut(str(error)) if error is not None else ""
         attempt = AttemptRecord(
             started_at=started_at, duration_ms=outcome.elapsed_ms, http_status=outcome.http_status,
-            request_excerpt=outcome.request_excerpt, response_excerpt=outcome.response_excerpt,
-            error=str(error) if error is not None else "",
+            request_excerpt=outcome.request_excerpt, response_excerpt=outcome.response_excerpt, error=text,
         )
         fields = f"job={job.id} action={job.action} attempt={job.attempt} status={outcome.http_status}"
         if error is None:
+            settled.add(job.id)
             answer = await self._settle_outcome(JobDone(job, outcome.output, attempt))
             if answer:
                 self.stats.succeeded += 1
@@ -422,22 +543,25 @@ class Worker:
                 self._fenced(job, answer)
             return
         now = self._clock()
-        first = await self._first_attempt_at(job)
+        # Only a retry counts from the first attempt; the guarded path (a bug) must not need the store here.
+        first = await self._first_attempt_at(job) if isinstance(error, Retryable) else None
         decision = decide(error, job.attempt, now, self._rand, horizon=self.config.horizon,
                           first_attempt_at=first, base_delay=self.config.base_delay,
                           max_delay=self.config.max_delay)
+        settled.add(job.id)
         if isinstance(decision, GiveUp):
-            answer = await self._settle_outcome(JobDead(job, attempt, decision.reason))
+            reason = _cut(decision.reason)
+            answer = await self._settle_outcome(JobDead(job, attempt, reason))
             if answer:
                 self.stats.dead += 1
-                log.warning("action=job.dead %s reason=%s", fields, decision.reason)
+                log.warning("action=job.dead %s reason=%s", fields, reason)
             else:
                 self._fenced(job, answer)
             return
-        answer = await self._settle_outcome(JobRetry(job, decision.at, attempt, str(error)))
+        answer = await self._settle_outcome(JobRetry(job, decision.at, attempt, text))
         if answer:
             self.stats.retried += 1
-            log.info("action=job.retry %s at=%s error=%s", fields, decision.at.isoformat(), error)
+            log.info("action=job.retry %s at=%s error=%s", fields, decision.at.isoformat(), text)
         else:
             self._fenced(job, answer)
 
@@ -461,9 +585,21 @@ class Worker:
                     "this ending was dropped", job.id, self.name, job.lease_token)
 
     async def _settle_outcome(self, outcome: JobOutcome) -> bool | None:
-        """End a job through the settler (its answer: False when fenced, None when the store never answered)."""
+        """End a job through the settler (its answer: False when fenced, None when the store never answered).
+
+        A job this worker claimed again while its delivery was under way ends under the newest lease."""
         assert self._settler is not None
-        return await self._settler.settle(outcome)
+        flight = self._in_flight.get(outcome.job.id)
+        if flight is None or flight.origin.lease_token != outcome.job.lease_token:
+            return await self._settler.settle(outcome)
+        while True:
+            held = flight.current
+            answer = await self._settler.settle(replace(outcome, job=held))
+            if answer is False and flight.current is not held:
+                continue  # claimed again while this ending was being written: end it under that lease
+            if self._in_flight.get(outcome.job.id) is flight:
+                del self._in_flight[outcome.job.id]
+            return answer
 
     async def _flush_usage(self, *, force: bool = False) -> None:
         loop = asyncio.get_running_loop()
@@ -476,3 +612,21 @@ class Worker:
             await self._call(self.store.record_usage_batch, samples)
         except StoreUnavailable as exc:
             log.warning("action=usage.flush_failed samples=%d error=%s", len(samples), exc)
+
+
+@dataclass
+class _Flight:
+    """A job's delivery under way: the lease it started with, and the newest (a claim may renew it meanwhile)."""
+
+    origin: ClaimedJob
+    current: ClaimedJob
+
+
+def _bounded(seconds: float, cap: float) -> float:
+    """A wait within [0, cap]; NaN (unreadable) counts as the cap."""
+    return cap if math.isnan(seconds) else min(max(seconds, 0.0), cap)
+
+
+def _cut(text: str, limit: int = ERROR_CHARS) -> str:
+    """At most `limit` characters, the cut marked with an ellipsis."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"

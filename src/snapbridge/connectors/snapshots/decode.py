@@ -21,7 +21,7 @@ from snapbridge.errors import (
     Retryable,
     ScopeMissing,
 )
-from snapbridge.http import bounded, excerpt, is_retryable_status, parse_retry_after
+from snapbridge.http import MAX_RETRY_AFTER_SECONDS, bounded, excerpt, is_retryable_status, parse_retry_after
 from snapbridge.security import Secret
 
 __all__ = [
@@ -98,11 +98,10 @@ def _retry_after(status: int, headers: Mapping[str, str], now: datetime) -> floa
     if after is not None or status != 429:
         return after
     # A 429 without Retry-After (its presence on real 429s is UNCONFIRMED): wait out the burst window instead.
-    interval = lowered.get("x-ratelimit-interval-milliseconds")
-    try:
-        return float(interval) / 1000.0 if interval else None
-    except ValueError:
+    interval = (lowered.get("x-ratelimit-interval-milliseconds") or "").strip()
+    if not interval.isdigit() or len(interval) > 15:  # digits only: not "inf", "nan", "-5" or "1e308"
         return None
+    return min(int(interval) / 1000.0, MAX_RETRY_AFTER_SECONDS)
 
 
 def decode_error(
