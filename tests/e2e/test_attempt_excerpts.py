@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
+from test_worker import run_workers
 
 from snapbridge.runtime import ActionRunner, Connections, Worker, WorkerConfig, limiter_for
 from snapbridge.security import Secret, Vault
@@ -162,22 +162,6 @@ async def rig(migrated: Engine, tmp_path: Path) -> AsyncIterator[Rig]:
         store.close()
 
 
-async def run_until(worker: Worker, done: Callable[[], bool], within: float = 20.0) -> None:
-    task = asyncio.create_task(worker.run())
-    deadline = time.monotonic() + within
-    try:
-        while not await asyncio.to_thread(done):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"not done within {within} s")
-            if task.done():
-                raise AssertionError(f"the worker ended early: {task.exception()!r}")
-            await asyncio.sleep(0.02)
-    finally:
-        worker.stop()
-        await task
-        await worker.runner.aclose()
-
-
 def finished(rig: Rig, runs: Sequence[int]) -> Callable[[], bool]:
     ended = {JobStatus.SUCCEEDED, JobStatus.DEAD}
     return lambda: all(rig.step(run).status in ended for run in runs)
@@ -222,7 +206,7 @@ async def test_an_answer_that_echoes_the_key_leaves_no_part_of_it(rig: Rig,
         later = [customer_answer(customer)] if name.startswith("500") else []
         rig.server.on("PUT", f"/customers/{customer}", ECHOES[name], *later)
     runs = rig.enqueue([upsert(c) for c in customers])
-    await run_until(rig.worker(), finished(rig, runs))
+    await run_workers([rig.worker()], finished(rig, runs))
 
     for name, run in zip(names, runs, strict=True):
         step = rig.step(run)
@@ -247,7 +231,7 @@ async def test_a_batch_member_refused_with_the_key_in_its_error_leaves_no_part_o
                 "echo": "{key}"}]
     rig.server.on("POST", "/events/batch", Answer(200, json.dumps({"results": results})))
     runs = rig.enqueue([event(good), event(bad)])
-    await run_until(rig.worker(), finished(rig, runs))
+    await run_workers([rig.worker()], finished(rig, runs))
 
     assert [m for m in rig.server.served if m[1] == "/events/batch"] == [("POST", "/events/batch", 200)]
     assert rig.step(runs[0]).status is JobStatus.SUCCEEDED
@@ -274,7 +258,7 @@ async def test_a_megabyte_of_error_message_is_stored_and_logged_bounded(rig: Rig
     listed = Answer(422, json.dumps({"statusCode": 422, "message": [f"field{i} is wrong" for i in range(60_000)]}))
     rig.server.on("PUT", f"/customers/{refused}", listed)
     runs = rig.enqueue([upsert(retried), upsert(refused)])
-    await run_until(rig.worker(), finished(rig, runs))
+    await run_workers([rig.worker()], finished(rig, runs))
 
     first = rig.step(runs[0])
     assert first.status is JobStatus.SUCCEEDED

@@ -35,6 +35,7 @@ from snapbridge.store import (
     NewInboundEvent,
     Store,
     Tx,
+    is_sqlite,
     open_engine,
 )
 
@@ -277,3 +278,18 @@ async def test_the_service_stops_non_zero_naming_a_part_that_failed(
     assert stop.is_set()  # every other part was told to stop, and has
     assert [r.getMessage() for r in caplog.records] == [
         "action=service_part_failed part=pollers error=InvalidInput"]
+
+
+async def test_a_nul_in_an_email_rejects_that_event_and_not_the_next(store: Store, access: Access) -> None:
+    # A NUL is kept by the receiver (JSON holds it); PostgreSQL's text columns refuse it when the deriver reads the
+    # profile: bad data, so that event is rejected, not an outage that would hold back every later event.
+    install_templates(store)
+    nul, good = insert_in_order(store, sale("nul", "nu\x00l@example.com"), sale("ivy-1", "ivy@example.com"))
+    report = await Deriver(store, access).run_once()
+    assert event_row(store, good.id).status is EventStatus.DERIVED and jobs_of(store, good.id) > 0
+    if is_sqlite(store.engine):  # SQLite's text holds a NUL: nothing to refuse
+        assert event_row(store, nul.id).status is EventStatus.DERIVED
+        return
+    assert (report.derived, report.rejected) == (1, 1)
+    row = event_row(store, nul.id)
+    assert row.status is EventStatus.REJECTED and row.note.startswith("cannot derive: InvalidInput")

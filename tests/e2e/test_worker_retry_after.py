@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy.engine import Engine
+from test_worker import run_workers
 
 from snapbridge.errors import Permanent, Retryable
 from snapbridge.runtime import ActionRunner, Connections, Worker, WorkerConfig, limiter_for
@@ -217,23 +218,6 @@ def rig(migrated: Engine, sandboxes: Sandboxes, tmp_path: Path) -> Iterator[Rig]
         store.close()
 
 
-async def run_until(workers: Sequence[Worker], done: Callable[[], bool], within: float = 15.0) -> None:
-    """Run the workers until `done()` holds (polled), then stop them; fail after `within` s."""
-    tasks = [asyncio.create_task(w.run()) for w in workers]
-    deadline = time.monotonic() + within
-    try:
-        while not await asyncio.to_thread(done):
-            assert time.monotonic() < deadline, f"not done within {within} s"
-            assert not any(t.done() for t in tasks), "a worker ended early"
-            await asyncio.sleep(0.02)
-    finally:
-        for w in workers:
-            w.stop()
-        await asyncio.gather(*tasks)
-        for w in workers:
-            await w.runner.aclose()
-
-
 def statuses(rig: Rig, runs: Sequence[int], *wanted: JobStatus) -> Callable[[], bool]:
     return lambda: [rig.step(r).status for r in runs] == list(wanted)
 
@@ -250,7 +234,7 @@ async def test_a_far_retry_after_holds_the_connection_back_for_max_throttle_only
     others = [rig.customer(f"other{i}") for i in range(3)]
     runs = rig.enqueue([rig.upsert(target, plan="pro")] + [rig.upsert(c, plan="pro") for c in others])
     worker = rig.worker(batch_size=1, concurrency=1, max_throttle=timedelta(seconds=0.3))
-    await run_until([worker], statuses(rig, runs, JobStatus.DEAD, *[JobStatus.SUCCEEDED] * 3))
+    await run_workers([worker], statuses(rig, runs, JobStatus.DEAD, *[JobStatus.SUCCEEDED] * 3))
     # Every other customer's job went out once the (capped) block was over, nobody parked for days.
     assert [rig.sandboxes.snapshots.writes_to(c) for c in others] == [1, 1, 1]
     (dead,) = rig.store.dead_letters()
@@ -268,7 +252,7 @@ async def test_a_retry_after_too_big_for_a_datetime_ends_the_job_with_its_reason
         front.answer("POST", "/events/batch", 429, HUGE, times=None)
         runs = rig.enqueue([rig.event(str(i)) for i in range(3)])
         worker = rig.worker(batch_size=10, max_throttle=timedelta(seconds=0.2))
-        await run_until([worker], statuses(rig, runs, *[JobStatus.DEAD] * 3))
+        await run_workers([worker], statuses(rig, runs, *[JobStatus.DEAD] * 3))
         path = "POST /events/batch"
     else:
         target = rig.customer("target")
@@ -277,7 +261,7 @@ async def test_a_retry_after_too_big_for_a_datetime_ends_the_job_with_its_reason
         runs = rig.enqueue([rig.upsert(target, plan="pro"), rig.upsert(rig.customer("other"), plan="pro")])
         # A 3 s lease: before the fix a job stuck leased was sent again after it, every time.
         worker = rig.worker(lease_seconds=3.0, max_throttle=timedelta(seconds=0.2))
-        await run_until([worker], statuses(rig, runs, JobStatus.DEAD, JobStatus.SUCCEEDED))
+        await run_workers([worker], statuses(rig, runs, JobStatus.DEAD, JobStatus.SUCCEEDED))
     for dead in rig.store.dead_letters():
         assert "the API asked to wait 365 days or more, past the retry horizon" in dead.reason
         assert "internal error" not in dead.reason
@@ -292,7 +276,7 @@ async def test_a_rate_limit_wait_past_the_horizon_makes_a_dead_letter_that_says_
     runs = rig.enqueue([rig.upsert(target, plan="pro"), rig.upsert(other, plan="pro")])
     # The whole connection is held back 10 minutes: past a one-minute horizon for the job still to go.
     worker = rig.worker(batch_size=1, concurrency=1, horizon=timedelta(minutes=1))
-    await run_until([worker], statuses(rig, runs, JobStatus.DEAD, JobStatus.DEAD))
+    await run_workers([worker], statuses(rig, runs, JobStatus.DEAD, JobStatus.DEAD))
     first, second = (rig.step(r) for r in runs)
     assert first.last_error is not None and "the API asked to wait 600 s (until " in first.last_error
     assert second.last_error is not None
@@ -312,7 +296,7 @@ async def test_a_bug_in_the_retry_decision_ends_the_job_instead_of_resending_it(
 
     # A 2 s lease: before the fix the job stayed leased and was sent again after each.
     worker = rig.worker(rand=broken, lease_seconds=2.0, lease_reserve_seconds=0.2)
-    await run_until([worker], statuses(rig, runs, JobStatus.DEAD))
+    await run_workers([worker], statuses(rig, runs, JobStatus.DEAD))
     (dead,) = rig.store.dead_letters()
     assert dead.reason.startswith("internal error in the worker: RuntimeError: the random source broke")
     assert rig.requests(f"/customers/{customer}") == 1
@@ -425,7 +409,7 @@ async def test_a_worker_stalled_past_its_lease_has_its_ending_fenced_and_the_wri
     while a.stats.claimed == 0:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.01)
-    await run_until([rig.worker(name="B")], statuses(rig, runs, JobStatus.SUCCEEDED))
+    await run_workers([rig.worker(name="B")], statuses(rig, runs, JobStatus.SUCCEEDED))
     while a.stats.fenced == 0:
         assert time.monotonic() < deadline + 5, "A's late ending was not fenced"
         await asyncio.sleep(0.01)
@@ -458,7 +442,7 @@ async def test_a_huge_error_is_cut_in_attempts_the_dead_letter_and_the_log(
     Wordy.calls = 0
     runs = rig.enqueue([rig.upsert(rig.customer("wordy"), plan="pro")])
     caplog.set_level(logging.INFO, logger="snapbridge.worker")
-    await run_until([rig.worker(runner=rig.runner(Wordy))], statuses(rig, runs, JobStatus.DEAD))
+    await run_workers([rig.worker(runner=rig.runner(Wordy))], statuses(rig, runs, JobStatus.DEAD))
     step = rig.step(runs[0])
     assert [a.outcome for a in step.attempt_log] == [AttemptOutcome.RETRY, AttemptOutcome.DEAD]
     for attempt in step.attempt_log:
