@@ -13,9 +13,10 @@ import httpx
 import pytest
 from test_api_support import ADMIN, PASSWORD, Served, make_dead_letter, make_run, serve_app, signed_in
 
+from snapbridge.runtime import receiver_config
 from snapbridge.sandbox import Sandboxes
-from snapbridge.security import Role
-from snapbridge.store import JobStatus, RunStatus
+from snapbridge.security import Role, Secret
+from snapbridge.store import ConnectionRecord, JobStatus, RunStatus
 from snapbridge.web.api import endpoints
 from snapbridge.workflows import template_text
 
@@ -355,3 +356,32 @@ def test_a_test_run_sends_through_the_workspaces_connections(sandboxes: Sandboxe
     assert admin.get("/api/v1/runs").json() == []  # a test run keeps no history
     bad = admin.post("/api/v1/workflows/test-run", json={"yaml": "name: x\nsteps: 3"})
     assert bad.status_code == 422 and bad.json()["problems"]
+
+
+@pytest.mark.parametrize(("content", "status", "message"), [
+    (b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
+    (b'{"yaml": 1' + b"0" * 5000 + b"}", 400, "not JSON"),
+    (b'{"yaml": "' + b"[" * 10_000 + b"]" * 10_000 + b'"}', 422, "nested too deeply"),
+])
+def test_bodies_too_deep_or_too_long_to_read_are_4xx_not_500(admin: httpx.Client, content: bytes, status: int,
+                                                            message: str) -> None:
+    answer = admin.post("/api/v1/workflows/dry-run", content=content, headers={"Content-Type": "application/json"})
+    assert answer.status_code == status and message in answer.text, answer.text
+
+
+def test_an_unusable_webhook_key_is_422_and_one_stored_before_does_not_stop_the_other_hooks(
+        sandboxes: Sandboxes, served: Served, admin: httpx.Client) -> None:
+    key = next(k for k in sandboxes.snapshots.keys() if "saas/location.write" in k.scopes)  # noqa: SIM118
+    refused = admin.post("/api/v1/connections", json={"app": "snapshots", "credential": key.key,
+                                                       "webhook_public_key": "not-a-key"})
+    assert refused.status_code == 422 and "webhook_public_key" in refused.text and "not-a-key" not in refused.text
+    assert admin.post("/api/v1/connections", json={"app": "gumroad", "credential": sandboxes.gumroad.access_token,
+                                                    }).status_code == 201
+    # A bad key stored before keys were checked: the receiver loads every other hook without it.
+    vault, connections = served.web.vault, served.web.connections
+    assert vault is not None and connections is not None
+    connections.save(ConnectionRecord(name="old-snap", app="snapshots", base_url=sandboxes.snapshots_url,
+                                      credential=vault.encrypt(Secret(key.key), bound_to="old-snap:credential"),
+                                      webhook_key=vault.encrypt(Secret("not-a-key"), bound_to="old-snap:webhook_key")))
+    config = receiver_config(connections, vault)
+    assert [hook.connection for hook in config.gumroad] == ["gumroad"] and config.snapshots == ()

@@ -12,9 +12,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import Engine
 
-from snapbridge.errors import StoreUnavailable
-from snapbridge.store import EventSource, NewInboundEvent, NewJob, NewRun, Store, migrate, open_engine
+from snapbridge.errors import InvalidInput, StoreUnavailable
+from snapbridge.store import (
+    EventSource,
+    NewInboundEvent,
+    NewJob,
+    NewRun,
+    Store,
+    UserStore,
+    is_sqlite,
+    migrate,
+    open_engine,
+)
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -92,3 +103,12 @@ def test_workers_wake_when_jobs_are_enqueued(store: Store) -> None:
     started = time.monotonic()
     assert store.wait_for_jobs(10.0) is True
     assert time.monotonic() - started < 5
+
+
+def test_a_value_the_database_refuses_is_bad_input_for_users_too(migrated: Engine) -> None:
+    users = UserStore(migrated)
+    if is_sqlite(migrated):  # SQLite's text holds a NUL: nothing to refuse
+        assert users.user_by_name("ad\x00min") is None
+        return
+    with pytest.raises(InvalidInput, match="the database refused a value"):
+        users.user_by_name("ad\x00min")  # was StoreUnavailable: a 503 "retry later", or a 500 at sign-in

@@ -11,9 +11,15 @@ import httpx
 
 from snapbridge.cli.context import AppContext, open_context
 from snapbridge.cli.logs import register_secret
-from snapbridge.errors import AuthFailed, DeliveryError, Retryable, SnapbridgeError
+from snapbridge.errors import AuthFailed, DeliveryError, InvalidInput, Retryable, SnapbridgeError
 from snapbridge.http import check_base_url, create_client
-from snapbridge.runtime import ConnectionReport, check_gumroad, check_snapshots, new_webhook_secret
+from snapbridge.runtime import (
+    ConnectionReport,
+    check_gumroad,
+    check_snapshots,
+    check_webhook_key,
+    new_webhook_secret,
+)
 from snapbridge.security import Secret, redact_text
 from snapbridge.store import DEFAULT_WORKSPACE, ConnectionRecord
 
@@ -91,6 +97,11 @@ def _connect(app: str, name: str | None, base_url: str | None, credential: str, 
         base = (base_url or (ctx.settings.gumroad_base_url if app == "gumroad"
                              else ctx.settings.snapshots_base_url)).rstrip("/")
         secret = Secret(_checked_credential(credential, app))
+        if webhook_key is not None:
+            try:
+                check_webhook_key(webhook_key)
+            except InvalidInput as exc:
+                raise click.UsageError(f"--webhook-public-key: {exc}") from None
         register_secret(secret)
         report = _test_and_report(ctx, app, base, secret)
         if report is None or not report.ok:

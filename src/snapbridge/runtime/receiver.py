@@ -39,6 +39,7 @@ __all__ = [
     "ReceiverConfig",
     "ReceiverLimits",
     "SnapshotsHook",
+    "check_webhook_key",
     "find_gumroad_hook",
     "gumroad_inbound",
     "location_dedupe_key",
@@ -170,6 +171,11 @@ def find_gumroad_hook(config: ReceiverConfig, token: str) -> GumroadHook | None:
         if hook.secret == candidate:  # Secret.__eq__ is hmac.compare_digest
             found = hook
     return found
+
+
+def check_webhook_key(key: str) -> None:
+    """InvalidInput (not naming the key) unless it is an Ed25519 public key the receiver can verify with."""
+    load_public_key(key)
 
 
 def _checked_key(key: str) -> str:

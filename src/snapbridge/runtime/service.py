@@ -18,12 +18,12 @@ from typing import Any
 import uvicorn
 
 from snapbridge.config import Settings
-from snapbridge.errors import SnapbridgeError, VaultError
+from snapbridge.errors import InvalidInput, SnapbridgeError, VaultError
 from snapbridge.runtime.actions import ActionRunner, Connections
 from snapbridge.runtime.deriver import Deriver, DeriverConfig
 from snapbridge.runtime.limiter import limiter_for
 from snapbridge.runtime.pollers import ConnectionClients, GumroadSalesPoller, SnapshotsLocationsPoller, run_pollers
-from snapbridge.runtime.receiver import ReceiverConfig
+from snapbridge.runtime.receiver import ReceiverConfig, check_webhook_key
 from snapbridge.runtime.worker import Worker, WorkerConfig
 from snapbridge.security import Secret, Vault
 from snapbridge.store import ConnectionRecord, ConnectionStore, Store
@@ -70,6 +70,12 @@ def receiver_config(records: ConnectionStore, vault: Vault) -> ReceiverConfig:
         if record.app == "gumroad":
             gumroad[secret.reveal()] = (record.name, str(record.options.get("seller_id") or ""))
         elif record.app == "snapshots":
+            try:
+                check_webhook_key(secret.reveal())
+            except InvalidInput:
+                # One unusable key (stored before keys were checked) must not stop every other hook loading.
+                log.error("action=webhook_key_unusable connection=%s", record.name)
+                continue
             snapshots[record.name] = secret.reveal()
     return ReceiverConfig.from_values(gumroad=gumroad, snapshots=snapshots)
 

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from snapbridge.errors import InvalidInput, StoreUnavailable
 from snapbridge.store.models import DEFAULT_WORKSPACE
-from snapbridge.store.rows import unavailable
+from snapbridge.store.rows import refused, unavailable
 from snapbridge.store.schema import api_tokens, sessions, users, workspaces
 
 __all__ = ["ApiTokenRecord", "UserRecord", "UserStore"]
@@ -70,7 +70,7 @@ class UserStore:
             with self._engine.connect() as conn:
                 return list(conn.execute(query).all())
         except SQLAlchemyError as exc:
-            raise unavailable(what, exc) from exc
+            raise (refused(what, exc) or unavailable(what, exc)) from exc
 
     def _write(self, what: str, *statements: sa.Executable) -> list[sa.CursorResult[Any]]:
         try:
@@ -79,7 +79,7 @@ class UserStore:
         except IntegrityError as exc:
             raise InvalidInput(f"cannot {what}: it already exists") from exc
         except SQLAlchemyError as exc:
-            raise unavailable(what, exc) from exc
+            raise (refused(what, exc) or unavailable(what, exc)) from exc
 
     # users
 

@@ -91,6 +91,8 @@ def parse_document(text: str) -> object:
         raise InvalidInput(f"{where}{exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise InvalidInput("the document is not valid YAML") from exc
+    except RecursionError:
+        raise InvalidInput("the document is nested too deeply") from None
 
 
 def is_template(text: str) -> bool:

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
 
+from snapbridge.errors import InvalidInput
+from snapbridge.runtime import check_webhook_key
 from snapbridge.web.api.params import as_utc
 
 __all__ = [
@@ -75,6 +77,16 @@ class ConnectionTest(BaseModel):
     scopes: list[ScopeOut] = []
 
 
+def _usable_public_key(value: str | None) -> str | None:
+    """A key the receiver can verify signatures with: a bad one stored would stop it loading any hook."""
+    if value is not None:
+        try:
+            check_webhook_key(value)
+        except InvalidInput as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
 class ConnectionIn(_In):
     app: Literal["gumroad", "snapshots"]
     name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,99}$")
@@ -84,6 +96,8 @@ class ConnectionIn(_In):
     webhook_public_key: str | None = Field(default=None, max_length=20000, description="write-only")
     base_url: str | None = Field(default=None, max_length=2000)
 
+    _key_usable = field_validator("webhook_public_key")(_usable_public_key)
+
 
 class CredentialIn(_In):
     """A new credential for a stored connection (rotation): tested before it replaces the old one."""
@@ -92,6 +106,8 @@ class CredentialIn(_In):
                             description="write-only: never returned")
     webhook_public_key: str | None = Field(default=None, max_length=20000,
                                            description="write-only (Snapshots API); left out keeps the stored one")
+
+    _key_usable = field_validator("webhook_public_key")(_usable_public_key)
 
 
 class ConnectionOut(BaseModel):

@@ -55,7 +55,9 @@ async def _body(request: Request, model: type[BaseModel]) -> BaseModel:
         raise ApiProblem(413, f"the body is over {MAX_JSON_BYTES} bytes")
     try:
         data = json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except RecursionError:
+        raise ApiProblem(400, "the body is nested too deeply") from None
+    except ValueError:  # not JSON, not UTF-8, or a number with more digits than Python reads
         raise ApiProblem(400, "the body is not JSON") from None
     try:
         return model.model_validate(data)

@@ -85,6 +85,8 @@ def dashboard_routes(ctx: WebContext) -> list[BaseRoute]:
             token = ctx.sign_in(await form_text(request, "username"), await form_text(request, "password"))
         except ApiProblem as exc:
             return render(request, "signin.html", None, exc.status, error=exc.message)
+        except InvalidInput:  # a name no account can have (the database refused it): as any wrong name
+            return render(request, "signin.html", None, 401, error="wrong user name or password")
         response = back("/")
         response.set_cookie(SESSION_COOKIE, token, max_age=int(ctx.session_lifetime.total_seconds()), path="/",
                             httponly=True, samesite="strict", secure=request.url.scheme == "https")
