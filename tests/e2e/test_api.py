@@ -315,7 +315,8 @@ def test_rotating_a_credential_tests_it_first_and_never_returns_it(served: Serve
     gumroad = admin.post("/api/v1/connections", json={"app": "gumroad", "credential": sandboxes.gumroad.access_token})
     assert gumroad.status_code == 201
     keyed = admin.post("/api/v1/connections/gumroad/rotate", json={"credential": sandboxes.gumroad.access_token,
-                                                                   "webhook_public_key": "abc"})
+                                                                   "webhook_public_key":
+                                                                       sandboxes.snapshots.webhook_public_key})
     assert keyed.status_code == 422 and "only a Snapshots API connection" in keyed.json()["error"]
 
 
