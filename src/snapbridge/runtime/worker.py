@@ -477,13 +477,7 @@ class Worker:
                     f"{describe_span(self.config.horizon)}")
             settled.add(job.id)
             attempt = AttemptRecord(started_at=started_at, duration_ms=0.0, error=dead)
-            answer = await self._settle_outcome(JobDead(job, attempt, dead))
-            if answer:
-                self.stats.dead += 1
-                log.warning("action=job.dead job=%d action=%s attempt=%d reason=%s", job.id, job.action,
-                            job.attempt, dead)
-            else:
-                self._fenced(job, answer)
+            await self._dead_letter(job, attempt, dead, f"job={job.id} action={job.action} attempt={job.attempt}")
             return
         settled.add(job.id)
         attempt = AttemptRecord(started_at=started_at, duration_ms=0.0, error=reason)
@@ -550,13 +544,7 @@ class Worker:
                           max_delay=self.config.max_delay)
         settled.add(job.id)
         if isinstance(decision, GiveUp):
-            reason = _cut(decision.reason)
-            answer = await self._settle_outcome(JobDead(job, attempt, reason))
-            if answer:
-                self.stats.dead += 1
-                log.warning("action=job.dead %s reason=%s", fields, reason)
-            else:
-                self._fenced(job, answer)
+            await self._dead_letter(job, attempt, _cut(decision.reason), fields)
             return
         answer = await self._settle_outcome(JobRetry(job, decision.at, attempt, text))
         if answer:
@@ -583,6 +571,14 @@ class Worker:
         self.stats.fenced += 1
         log.warning("action=job.fenced job=%d worker=%s lease_token=%d: another worker holds the job now; "
                     "this ending was dropped", job.id, self.name, job.lease_token)
+
+    async def _dead_letter(self, job: ClaimedJob, attempt: AttemptRecord, reason: str, fields: str) -> None:
+        answer = await self._settle_outcome(JobDead(job, attempt, reason))
+        if answer:
+            self.stats.dead += 1
+            log.warning("action=job.dead %s reason=%s", fields, reason)
+        else:
+            self._fenced(job, answer)
 
     async def _settle_outcome(self, outcome: JobOutcome) -> bool | None:
         """End a job through the settler (its answer: False when fenced, None when the store never answered).
