@@ -8,6 +8,7 @@ import pytest
 
 from snapbridge.errors import InvalidInput
 from snapbridge.security import (
+    AddressThrottle,
     LockoutPolicy,
     Passwords,
     check_new_password,
@@ -76,3 +77,25 @@ def test_password_length_limits(password: str, ok: bool) -> None:
     else:
         with pytest.raises(InvalidInput):
             check_new_password(password)
+
+
+def test_an_address_waits_after_too_many_failures_until_the_oldest_leaves_the_window() -> None:
+    throttle = AddressThrottle(max_failures=3, window=timedelta(minutes=10))
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    for minute in range(3):
+        assert throttle.wait_seconds("10.0.0.1", t0 + timedelta(minutes=minute)) == 0
+        throttle.failed("10.0.0.1", t0 + timedelta(minutes=minute))
+    assert throttle.wait_seconds("10.0.0.1", t0 + timedelta(minutes=3)) == 7 * 60
+    assert throttle.wait_seconds("10.0.0.2", t0 + timedelta(minutes=3)) == 0  # only that address
+    assert throttle.wait_seconds("10.0.0.1", t0 + timedelta(minutes=10)) == 0  # the first failure has aged out
+    assert throttle.wait_seconds("10.0.0.1", t0 + timedelta(minutes=30)) == 0
+
+
+def test_the_throttle_tracks_a_bounded_number_of_addresses() -> None:
+    throttle = AddressThrottle(max_failures=1, max_addresses=100)
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    for i in range(1000):
+        throttle.failed(f"10.0.{i // 256}.{i % 256}", now)
+    assert throttle.wait_seconds("10.0.3.231", now) > 0  # the latest are kept
+    assert throttle.wait_seconds("10.0.0.0", now) == 0  # the oldest forgotten
+    assert sum(throttle.wait_seconds(f"10.0.{i // 256}.{i % 256}", now) > 0 for i in range(1000)) == 100

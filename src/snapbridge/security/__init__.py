@@ -3,6 +3,7 @@
 from snapbridge.security.auth import (
     API_TOKEN_PREFIX,
     MIN_PASSWORD_LENGTH,
+    AddressThrottle,
     LockoutPolicy,
     Passwords,
     Role,
@@ -29,6 +30,7 @@ from snapbridge.security.vault import Vault, generate_key
 
 __all__ = [
     "API_TOKEN_PREFIX",
+    "AddressThrottle",
     "LockoutPolicy",
     "MIN_PASSWORD_LENGTH",
     "Passwords",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -16,6 +17,7 @@ from snapbridge.errors import InvalidInput
 
 __all__ = [
     "API_TOKEN_PREFIX",
+    "AddressThrottle",
     "LockoutPolicy",
     "MIN_PASSWORD_LENGTH",
     "Passwords",
@@ -112,3 +114,37 @@ class LockoutPolicy:
     @staticmethod
     def is_locked(locked_until: datetime | None, now: datetime) -> bool:
         return locked_until is not None and now < locked_until
+
+
+@dataclass
+class AddressThrottle:
+    """Failed sign-ins per client address: past `max_failures` within `window`, that address waits until the
+    oldest failure leaves the window. The account lockout stops guessing one account's password; this stops one
+    address guessing across many accounts. Kept in memory, per process; at most `max_addresses` are tracked
+    (the oldest forgotten first), so a flood of addresses cannot grow it without bound."""
+
+    max_failures: int = 20
+    window: timedelta = timedelta(minutes=10)
+    max_addresses: int = 10_000
+    _failures: dict[str, deque[datetime]] = field(default_factory=dict, repr=False)
+
+    def wait_seconds(self, address: str, now: datetime) -> int:
+        """0 if `address` may try now, else whole seconds until it may."""
+        times = self._failures.get(address)
+        if times is None:
+            return 0
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if not times:
+            del self._failures[address]
+            return 0
+        if len(times) < self.max_failures:
+            return 0
+        return max(1, int((times[0] + self.window - now).total_seconds() + 0.999))
+
+    def failed(self, address: str, now: datetime) -> None:
+        times = self._failures.pop(address, None) or deque(maxlen=self.max_failures)
+        times.append(now)
+        self._failures[address] = times  # re-inserted: dict order is least recently failed first
+        while len(self._failures) > self.max_addresses:
+            del self._failures[next(iter(self._failures))]

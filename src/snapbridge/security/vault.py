@@ -26,6 +26,8 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from snapbridge.errors import VaultError
 from snapbridge.security.secret import Secret
@@ -181,6 +183,12 @@ class Vault:
     def key_ids(self) -> tuple[str, ...]:
         """Every key id in the keyring, sorted."""
         return tuple(sorted(self._keys))
+
+    def derive_key(self, purpose: str) -> bytes:
+        """A 32-byte key for `purpose` (HKDF of the active key): every process sharing this vault derives the
+        same one, so what one process signs (a dashboard form's CSRF token) another accepts."""
+        hkdf = HKDF(algorithm=SHA256(), length=KEY_BYTES, salt=None, info=b"snapbridge:" + purpose.encode("utf-8"))
+        return hkdf.derive(self._keys[self._active])
 
     @staticmethod
     def key_id_of(token: str) -> str:

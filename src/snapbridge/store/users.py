@@ -97,6 +97,21 @@ class UserStore:
             raise StoreUnavailable(f"cannot read back user {username!r}")
         return user
 
+    def create_first_user(self, username: str, password_hash: str, role: str, *, now: datetime) -> UserRecord | None:
+        """The user, if there was none before; None if another request or process created one first."""
+        values = {"username": username, "password_hash": password_hash, "role": role, "failed_logins": 0,
+                  "locked_until": None, "created_at": now, "workspace_id": DEFAULT_WORKSPACE}
+        only_if_empty = users.insert().from_select(
+            list(values), sa.select(*(sa.literal(v, users.c[k].type) for k, v in values.items()))
+            .where(~sa.exists().select_from(users)))
+        statements: list[sa.Executable] = [only_if_empty]
+        if self._engine.dialect.name == "postgresql":
+            # Two transactions would both see no users; this lock mode conflicts with itself, so the second
+            # waits and then sees the first's row. (SQLite takes its write lock when the INSERT starts.)
+            statements.insert(0, sa.text("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE"))
+        inserted = self._write(f"create user {username!r}", *statements)[-1]
+        return self.user_by_name(username) if inserted.rowcount == 1 else None
+
     def user_by_name(self, username: str) -> UserRecord | None:
         rows = self._read("read a user", sa.select(users).where(users.c.username == username))
         return UserRecord.from_row(rows[0]) if rows else None

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -21,6 +23,7 @@ from snapbridge.security import Passwords, Vault
 from snapbridge.store import ConnectionStore, Store, UserStore
 from snapbridge.web.api import WebContext, api_routes
 from snapbridge.web.dashboard import dashboard_routes
+from snapbridge.web.guard import WebGuard
 from snapbridge.web.hooks import HookEndpoints, not_found
 
 __all__ = ["create_app"]
@@ -80,8 +83,11 @@ def create_app(
             except SnapbridgeError as exc:
                 log.warning("action=hooks_reconfigure_failed error=%s", type(exc).__name__)
 
+    # From the vault's key when there is one, so a form served by one process is accepted by another.
+    csrf_key = vault.derive_key("dashboard-csrf") if vault is not None else secrets.token_bytes(32)
     web = WebContext(settings, store, UserStore(store.engine), connections=connections, vault=vault,
-                     passwords=passwords or Passwords(), clock=clock, on_connections_changed=connections_changed)
+                     passwords=passwords or Passwords(), csrf_key=csrf_key, clock=clock,
+                     on_connections_changed=connections_changed)
     routes: list[BaseRoute] = [
         Route("/healthz", _healthz, methods=["GET"]),
         *hooks.routes(),
@@ -100,6 +106,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(WebGuard, max_body_bytes=settings.max_body_bytes)],
         exception_handlers={HTTPException: _http_error, Exception: _unexpected},
     )
     app.state.committer = committer

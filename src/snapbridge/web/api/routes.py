@@ -21,6 +21,7 @@ from snapbridge.web.api.export import customers_csv
 from snapbridge.web.api.openapi import API_PREFIX, Endpoint, openapi_document
 from snapbridge.web.api.ops import DeadFilter, Operations
 from snapbridge.web.api.params import Query, query_choice, query_int, query_window
+from snapbridge.web.hooks import read_body
 
 __all__ = ["api_routes", "endpoints", "run_detail_out", "run_out"]
 
@@ -29,9 +30,10 @@ log = logging.getLogger(__name__)
 MAX_JSON_BYTES = 1_000_000
 
 
-def _error(status: int, message: str, problems: Sequence[dict[str, str]] = ()) -> JSONResponse:
+def _error(status: int, message: str, problems: Sequence[dict[str, str]] = (),
+           headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(m.ErrorOut(error=message, problems=[m.ProblemOut(**p) for p in problems])
-                        .model_dump(mode="json"), status_code=status)
+                        .model_dump(mode="json"), status_code=status, headers=headers)
 
 
 def _dump(value: object) -> object:
@@ -50,8 +52,11 @@ def _loc(loc: tuple[int | str, ...]) -> str:
 
 
 async def _body(request: Request, model: type[BaseModel]) -> BaseModel:
-    raw = await request.body()
-    if len(raw) > MAX_JSON_BYTES:
+    try:
+        raw = await read_body(request, MAX_JSON_BYTES)  # refuses by Content-Length before reading
+    except InvalidInput as exc:
+        raise ApiProblem(400, str(exc)) from None
+    if raw is None:
         raise ApiProblem(413, f"the body is over {MAX_JSON_BYTES} bytes")
     try:
         data = json.loads(raw or b"null")
@@ -79,7 +84,7 @@ def _wrap(ctx: WebContext, endpoint: Endpoint) -> Callable[[Request], Awaitable[
             body = await _body(request, endpoint.body) if endpoint.body is not None else None
             result = await endpoint.handler(request, principal, body)
         except ApiProblem as exc:
-            return _error(exc.status, exc.message, exc.problems)
+            return _error(exc.status, exc.message, exc.problems, exc.headers)
         except InvalidInput as exc:
             return _error(422, str(exc))
         except (StoreUnavailable, VaultError) as exc:
@@ -201,7 +206,8 @@ def endpoints(ctx: WebContext) -> list[Endpoint]:
                 for u in ctx.users.users_of(p.workspace_id)]
 
     async def create_user(_r: Request, p: Principal, body: m.UserIn) -> object:
-        user = ctx.create_user(body.username, body.password, Role(body.role), workspace=p.workspace_id)
+        user = await ctx.password_work(lambda: ctx.create_user(body.username, body.password, Role(body.role),
+                                                               workspace=p.workspace_id))
         return m.UserOut(username=user.username, role=user.role, created_at=user.created_at)
 
     async def list_templates(_r: Request, p: Principal, _b: None) -> object:

@@ -71,7 +71,8 @@ def dashboard_routes(ctx: WebContext) -> list[BaseRoute]:
         if request.method == "GET":
             return render(request, "setup.html", None, error="")
         try:
-            ctx.create_first_admin(await form_text(request, "username"), await form_text(request, "password"))
+            username, password = await form_text(request, "username"), await form_text(request, "password")
+            await ctx.password_work(lambda: ctx.create_first_admin(username, password))
         except (InvalidInput, ApiProblem) as exc:
             return render(request, "setup.html", None, 422, error=str(exc))
         return back("/signin", "Admin created; sign in.")
@@ -82,9 +83,13 @@ def dashboard_routes(ctx: WebContext) -> list[BaseRoute]:
         if request.method == "GET":
             return render(request, "signin.html", None, error="")
         try:
-            token = ctx.sign_in(await form_text(request, "username"), await form_text(request, "password"))
+            address = request.client.host if request.client else ""
+            token = await ctx.sign_in_from(address, await form_text(request, "username"),
+                                           await form_text(request, "password"))
         except ApiProblem as exc:
-            return render(request, "signin.html", None, exc.status, error=exc.message)
+            page = render(request, "signin.html", None, exc.status, error=exc.message)
+            page.headers.update(exc.headers or {})
+            return page
         except InvalidInput:  # a name no account can have (the database refused it): as any wrong name
             return render(request, "signin.html", None, 401, error="wrong user name or password")
         response = back("/")
@@ -153,7 +158,10 @@ def dashboard_routes(ctx: WebContext) -> list[BaseRoute]:
         return render(request, "workflows.html", principal, workflows=ops(principal).workflows())
 
     async def toggle(request: Request, principal: Principal) -> Response:
-        enabled = request.path_params["action"] == "enable"
+        action = request.path_params["action"]
+        if action not in ("enable", "disable"):
+            raise ApiProblem(404, f"there is no workflow action {action!r}; use enable or disable")
+        enabled = action == "enable"
         out = ops(principal).set_enabled(request.path_params["name"], enabled)
         return back("/workflows", f"{out.name} {'enabled' if out.enabled else 'disabled'}.")
 
