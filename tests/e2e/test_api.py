@@ -159,7 +159,7 @@ def test_bad_bodies_are_4xx(admin: httpx.Client, body: bytes) -> None:
 
 def test_replaying_an_unknown_dead_letter_is_404(admin: httpx.Client) -> None:
     assert admin.post("/api/v1/dead-letters/12345/replay").status_code == 404
-    assert admin.post("/api/v1/dead-letters/replay-all").json() == {"replayed": 0}
+    assert admin.post("/api/v1/dead-letters/replay-all").json() == {"replayed": 0, "superseded": []}
 
 
 def test_the_openapi_document_matches_the_routes(served: Served) -> None:
@@ -226,11 +226,12 @@ def test_dead_letters_filter_and_replay_by_filter(served: Served, admin: httpx.C
     assert listed("limit=1") == [other]
 
     replayed = admin.post("/api/v1/dead-letters/replay", json={"reason": "email is invalid", "workflow": "welcome"})
-    assert replayed.status_code == 200 and replayed.json() == {"replayed": 1}
+    assert replayed.status_code == 200 and replayed.json() == {"replayed": 1, "superseded": []}
     assert listed("") == [other, missing]
-    assert admin.post("/api/v1/dead-letters/replay", json={"connection": "nope"}).json() == {"replayed": 0}
+    assert admin.post("/api/v1/dead-letters/replay", json={"connection": "nope"}).json() == {
+        "replayed": 0, "superseded": []}
     assert admin.post("/api/v1/dead-letters/replay", json={"since": "2025-03-01T12:01:00+00:00"}).json() == {
-        "replayed": 2}
+        "replayed": 2, "superseded": []}
     assert listed("") == []
 
 
@@ -254,7 +255,7 @@ def test_replay_from_the_trigger_runs_every_step_again_with_the_same_keys(served
     dead_job = before.steps[1].job_id
     assert admin.post(f"/api/v1/dead-letters/{dead_job}/replay?from=sideways").status_code == 422
     answer = admin.post(f"/api/v1/dead-letters/{dead_job}/replay?from=trigger")
-    assert answer.status_code == 200 and answer.json() == {"replayed": 1}
+    assert answer.status_code == 200 and answer.json() == {"replayed": 1, "superseded": []}
     after = served.store.run_detail(run_id)
     assert after is not None and after.run.status is RunStatus.RUNNING
     assert [s.status for s in after.steps] == [JobStatus.QUEUED] * 3
@@ -265,7 +266,7 @@ def test_replay_from_the_trigger_runs_every_step_again_with_the_same_keys(served
 def test_replay_from_the_failed_step_leaves_the_steps_before_it(served: Served, admin: httpx.Client) -> None:
     run_id = make_dead_letter(served.store, "welcome", "HTTP 422: bad plan", at=T0, steps=3, succeed_first=True)
     answer = admin.post("/api/v1/dead-letters/replay", json={"workflow": "welcome", "from": "failed_step"})
-    assert answer.json() == {"replayed": 1}
+    assert answer.json() == {"replayed": 1, "superseded": []}
     after = served.store.run_detail(run_id)
     assert after is not None
     assert [s.status for s in after.steps] == [JobStatus.SUCCEEDED, JobStatus.QUEUED, JobStatus.QUEUED]

@@ -10,6 +10,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -121,17 +122,24 @@ class Rig:
         return ("snapshots.events.create", values, order or f"customer:{event_id}")
 
 
-@pytest.fixture
-def rig(migrated: Engine, sandboxes: Sandboxes, tmp_path: Path) -> Iterator[Rig]:
-    store = Store(migrated)
+@contextmanager
+def worker_rig(engine: Engine, sandboxes: Sandboxes, home: Path) -> Iterator[Rig]:
+    """A Rig over `engine`, connected to the Snapshots sandbox with every scope; faults cleared after."""
+    store = Store(engine)
     key = sandboxes.snapshots.create_key(ALL_SCOPES)
-    made = Rig(store, sandboxes, Vault.open(tmp_path / "secret.key"), key)
+    made = Rig(store, sandboxes, Vault.open(home / "secret.key"), key)
     made.connect(key)
     try:
         yield made
     finally:
         sandboxes.snapshots.clear_faults()
         store.close()
+
+
+@pytest.fixture
+def rig(migrated: Engine, sandboxes: Sandboxes, tmp_path: Path) -> Iterator[Rig]:
+    with worker_rig(migrated, sandboxes, tmp_path) as made:
+        yield made
 
 
 async def run_workers(workers: Sequence[Worker], done: Callable[[], bool], within: float = 20.0) -> None:
@@ -293,10 +301,10 @@ async def test_a_dead_letter_replayed_after_the_fix_is_delivered_once_even_repla
     assert writes(rig, path) == []
 
     rig.connect(rig.sandboxes.snapshots.create_key(ALL_SCOPES))  # the fix: a key with the scope
-    assert rig.store.replay(job_ids=[dead.job_id]) == 1
-    assert rig.store.replay(job_ids=[dead.job_id]) == 0  # queued already: a second replay adds nothing
+    assert rig.store.replay(job_ids=[dead.job_id]).queued == 1
+    assert rig.store.replay(job_ids=[dead.job_id]).queued == 0  # queued already: a second replay adds nothing
     await run_workers([rig.worker("w2")], settled(rig.store, 1))
-    assert rig.store.replay(all_dead=True) == 0
+    assert rig.store.replay(all_dead=True).queued == 0
     assert rig.sandboxes.snapshots.writes_to(customer) == 1
 
 

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from snapbridge.store import (
@@ -69,6 +70,14 @@ def _beside(call: Callable[[], list[int]]) -> list[int]:
         pool.shutdown(wait=False)  # a blocked call ends once the open transaction does, as the test fails
 
 
+def _waiting_for_a_claim_key(engine: Engine) -> bool:
+    """Whether a transaction waits for an ordering key lock in this schema's claim key space (PostgreSQL)."""
+    with engine.connect() as conn:
+        return bool(conn.execute(sa.text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 2 "
+            "AND classid::bigint = ('jobs'::regclass::oid::bigint % 2147483647)")).scalar())
+
+
 @pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
 def test_a_claim_in_progress_holds_only_its_own_keys(store: Store, migrated: Engine) -> None:
     mine = _run(store, "customer:a")
@@ -100,12 +109,42 @@ def test_an_earlier_job_queued_again_during_a_claim_waits_for_that_claims_lease(
     later = _run(store, "customer:a")
     with _claim_in_progress(migrated, "w1") as claimed:
         assert [job.id for job in claimed] == [later]
-        # The dead letter comes back ahead of `later`, while w1's lease of `later` is not yet visible to others.
-        assert store.replay(job_ids=[earlier], now=T0) == 1
+        # Forced, the dead letter comes back ahead of `later`, while w1's lease of `later` is not yet visible.
+        assert store.replay(job_ids=[earlier], force=True, now=T0).queued == 1
         assert _beside(lambda: _claim(store, "w2")) == []
     assert _claim(store, "w2") == []  # w1's lease is live: the key's head waits for it
     assert store.complete(claimed[0], output=None, attempt=_attempt())
     assert _claim(store, "w2") == [earlier]
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_a_replay_during_a_claim_of_a_later_job_of_the_key_waits_for_it_and_leaves_the_dead_letter_out(
+        store: Store, migrated: Engine) -> None:
+    earlier = _run(store, "customer:a")
+    (job,) = store.claim("w0", limit=1, lease_seconds=60, now=T0)
+    assert store.dead_letter(job, attempt=_attempt(), reason="HTTP 422")
+    later = _run(store, "customer:a")
+    pool = ThreadPoolExecutor(1)
+    try:
+        with _claim_in_progress(migrated, "w1") as claimed:
+            assert [job.id for job in claimed] == [later]
+            replaying = pool.submit(lambda: store.replay(job_ids=[earlier], now=T0))
+            # It waits for the claim's key: queued now, `earlier` would be written after `later`.
+            deadline = time.monotonic() + BLOCKED_AFTER_SECONDS
+            while not _waiting_for_a_claim_key(migrated):
+                assert not replaying.done(), replaying.result()
+                assert time.monotonic() < deadline, "the replay never waited for the claim's key"
+                time.sleep(0.01)
+        outcome = replaying.result(timeout=BLOCKED_AFTER_SECONDS)
+    finally:
+        pool.shutdown(wait=True)
+    assert outcome.queued == 0
+    (left_out,) = outcome.superseded
+    assert (left_out.job_id, left_out.superseded_by, left_out.delivered_at) == (earlier, later, None)
+    assert "being delivered now" in left_out.reason
+    assert store.complete(claimed[0], output=None, attempt=_attempt(), now=T0)
+    (superseded,) = store.replay(job_ids=[earlier], now=T0).superseded
+    assert (superseded.superseded_by, superseded.delivered_at) == (later, T0)
 
 
 @pytest.mark.parametrize("engine", ["postgresql"], indirect=True)

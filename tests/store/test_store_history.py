@@ -112,13 +112,13 @@ def test_dead_letters_filter_by_workflow_connection_reason_and_time(store: Store
 def test_replaying_a_filter_takes_only_the_matching_dead_letters(store: Store) -> None:
     kept = _dead(store, "welcome", "snapshots", "HTTP 422: email is invalid", T0)
     gumroad = _dead(store, "welcome", "gumroad", "HTTP 404: sale not found", T0 + timedelta(minutes=1))
-    assert store.replay_matching(connection="nope") == 0
-    assert store.replay_matching(workflow="welcome", connection="gumroad", since=T0, now=T0) == 1
+    assert store.replay_matching(connection="nope").queued == 0
+    assert store.replay_matching(workflow="welcome", connection="gumroad", since=T0, now=T0).queued == 1
     assert [d.run_id for d in store.dead_letters()] == [kept]
     detail = store.run_detail(gumroad)
     assert detail is not None and detail.run.status is RunStatus.RUNNING
     assert [s.status for s in detail.steps] == [JobStatus.QUEUED]
-    assert store.replay_matching(workflow="welcome", connection="gumroad") == 0  # nothing dead there now
+    assert store.replay_matching(workflow="welcome", connection="gumroad").queued == 0  # nothing dead there now
 
 
 def test_replaying_from_the_trigger_queues_every_step_with_the_same_keys(store: Store) -> None:
@@ -134,7 +134,7 @@ def test_replaying_from_the_trigger_queues_every_step_with_the_same_keys(store: 
     assert before is not None
     assert [s.status for s in before.steps] == [JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED]
 
-    assert store.replay_matching(reason="bad plan", from_start=True, now=T0) == 1
+    assert store.replay_matching(reason="bad plan", from_start=True, now=T0).queued == 1
     after = store.run_detail(run_id)
     assert after is not None and after.run.status is RunStatus.RUNNING
     assert [s.status for s in after.steps] == [JobStatus.QUEUED] * 3

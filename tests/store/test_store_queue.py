@@ -284,8 +284,8 @@ def test_replay_from_the_failed_step_then_twice_does_nothing(store: Store) -> No
     assert store.complete(job, output={"id": 1}, attempt=_attempt())
     (job,) = _claim(store)
     assert store.dead_letter(job, attempt=_attempt(), reason="bad")
-    assert store.replay(run_ids=[run_id], now=T0) == 1
-    assert store.replay(run_ids=[run_id], now=T0) == 0
+    assert store.replay(run_ids=[run_id], now=T0).queued == 1
+    assert store.replay(run_ids=[run_id], now=T0).queued == 0
     (again,) = _claim(store)
     assert (again.id, again.attempt, again.idempotency_key) == (s1, 1, job.idempotency_key)
     assert store.complete(again, output={}, attempt=_attempt())
@@ -296,7 +296,7 @@ def test_replay_requeues_cancelled_later_steps(store: Store) -> None:
     _, (s0, s1) = _run(store, "k", steps=2)
     (job,) = _claim(store)
     store.dead_letter(job, attempt=_attempt(), reason="bad")
-    assert store.replay(job_ids=[s0], now=T0) == 1
+    assert store.replay(job_ids=[s0], now=T0).queued == 1
     assert _job_row(store, s1)["status"] == "queued"
     assert [j.id for j in _claim(store)] == [s0]
 
@@ -308,7 +308,7 @@ def test_replay_from_start_runs_every_step_again(store: Store) -> None:
     (job,) = _claim(store)
     assert job.input["cid"] == "c_1"
     store.dead_letter(job, attempt=_attempt(), reason="bad")
-    assert store.replay(workflow="wf", from_start=True, now=T0) == 1
+    assert store.replay(workflow="wf", from_start=True, now=T0).queued == 1
     assert _job_row(store, s1)["input"] == {"n": 1}
     (first,) = _claim(store)
     assert first.id == s0 and first.step_outputs == {}
@@ -320,11 +320,11 @@ def test_replay_filters_combine(store: Store) -> None:
         store.dead_letter(job, attempt=_attempt(), reason="bad")
     with pytest.raises(InvalidInput):
         store.replay(now=T0)
-    assert store.replay(workflow="missing", now=T0) == 0
-    assert store.replay(job_ids=[jobs[0]], workflow="b", now=T0) == 0  # job 0 is workflow a's
-    assert store.replay(job_ids=[jobs[0], jobs[1]], workflow="b", now=T0) == 1
-    assert store.replay(workflow="b", now=T0) == 2
-    assert store.replay(all_dead=True, now=T0) == 1
+    assert store.replay(workflow="missing", now=T0).queued == 0
+    assert store.replay(job_ids=[jobs[0]], workflow="b", now=T0).queued == 0  # job 0 is workflow a's
+    assert store.replay(job_ids=[jobs[0], jobs[1]], workflow="b", now=T0).queued == 1
+    assert store.replay(workflow="b", now=T0).queued == 2
+    assert store.replay(all_dead=True, now=T0).queued == 1
     assert store.counts()["dead"] == 0
 
 

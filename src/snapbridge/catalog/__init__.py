@@ -21,7 +21,16 @@ from snapbridge.catalog.model import (
     TriggerSource,
 )
 from snapbridge.catalog.pagination import items_of, next_page_params
-from snapbridge.catalog.registry import APPS, all_records, counts, get_action, get_record, get_trigger, select
+from snapbridge.catalog.registry import (
+    APPS,
+    all_records,
+    appending_actions,
+    counts,
+    get_action,
+    get_record,
+    get_trigger,
+    select,
+)
 from snapbridge.catalog.runner import (
     ActionResult,
     PreparedRequest,
@@ -52,6 +61,7 @@ __all__ = [
     "Trigger",
     "TriggerSource",
     "all_records",
+    "appending_actions",
     "counts",
     "describe",
     "get_action",

@@ -58,6 +58,13 @@ def get_record(name: str) -> Record:
         raise _unknown(name, _by_name(), "catalog operation") from None
 
 
+@cache
+def appending_actions() -> frozenset[str]:
+    """Actions that add a record (POST: an event, a note) rather than set one: a later one of these never makes
+    an earlier one stale, so a replay never leaves one out as superseded."""
+    return frozenset(r.name for r in all_records() if isinstance(r, Operation) and r.method == "POST")
+
+
 def get_action(name: str) -> Operation:
     record = _by_name().get(name)
     if isinstance(record, Operation):

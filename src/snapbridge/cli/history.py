@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import click
 
@@ -70,14 +71,23 @@ def runs_command(run_id: int | None, failed: bool, status: str | None, workflow:
 @click.command("dead-letters")
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
 def dead_letters_command(limit: int) -> int:
-    """Steps that failed for good, with the reason; `snapbridge replay` sends them again."""
+    """Steps that failed for good, with the reason; `snapbridge replay` sends them again.
+
+    A dead letter marked superseded has a later job of the same customer (ordering key) delivered since:
+    `snapbridge replay` leaves it out unless given --force.
+    """
+    from snapbridge.catalog import appending_actions  # here: loading the catalog would slow every command
+
     with open_store() as store:
         letters = store.dead_letters(limit)
+        superseded = store.supersessions([d.job_id for d in letters], appending_actions())
     if not letters:
         click.echo("no dead letters")
     for d in letters:
+        later = superseded.get(d.job_id)
+        mark = f"  [superseded: {later.reason}]" if later else ""
         click.echo(f"job {d.job_id:>6} run {d.run_id:>6} {d.died_at:%Y-%m-%d %H:%M:%S} {d.workflow_name}/{d.step_id} "
-                   f"({d.action}) {d.customer_key}: {d.reason}")
+                   f"({d.action}) {d.customer_key}: {d.reason}{mark}")
     return 0
 
 
@@ -89,13 +99,19 @@ def dead_letters_command(limit: int) -> int:
 @click.option("--workflow", help="Dead jobs of this workflow.")
 @click.option("--all", "all_dead", is_flag=True, help="Every dead letter (given alone).")
 @click.option("--from-start", is_flag=True, help="Re-run from the trigger's first step, not the failed step.")
+@click.option("--force", is_flag=True,
+              help="Also queue superseded dead letters (their older data is then written after the newer).")
 def replay_command(job_ids: tuple[int, ...], run_ids: tuple[int, ...], workflow: str | None, all_dead: bool,
-                   from_start: bool) -> int:
+                   from_start: bool, force: bool) -> int:
     """Queue dead letters again with their original idempotency keys, so a replay never doubles a write.
 
     --job, --run and --workflow narrow each other: `--job 7 --run 3` replays job 7 only if it is a dead job
     of run 3, and nothing otherwise. A repeated option matches any of its values: `--job 7 --job 8` replays
     both. --all, given alone, replays every dead letter.
+
+    A dead letter is superseded when a later job of the same customer (ordering key), through the same
+    connection, has been delivered since: replaying it would put the older data back. Such dead letters are
+    listed and left out, unless --force queues them too.
     """
     filters = [*(f"--job {i}" for i in job_ids), *(f"--run {i}" for i in run_ids),
                *([f"--workflow {workflow}"] if workflow is not None else [])]
@@ -104,12 +120,33 @@ def replay_command(job_ids: tuple[int, ...], run_ids: tuple[int, ...], workflow:
                                "without it")
     if not (filters or all_dead):
         raise click.UsageError("say what to replay: --job, --run, --workflow or --all")
+    from snapbridge.catalog import appending_actions  # here: loading the catalog would slow every command
+
     with open_store() as store:
-        count = store.replay(job_ids=job_ids or None, run_ids=run_ids or None, workflow=workflow,
-                             all_dead=all_dead, from_start=from_start)
-    if not count:
-        click.echo("error: there are no dead letters to replay" if all_dead
-                   else f"error: no dead letter matches {' '.join(filters)}", err=True)
+        outcome = store.replay(job_ids=job_ids or None, run_ids=run_ids or None, workflow=workflow,
+                               all_dead=all_dead, from_start=from_start, force=force,
+                               appends=appending_actions())
+    skipped = outcome.superseded
+    for later in skipped:
+        click.echo(f"skipped job {later.job_id} (run {later.run_id}): {later.reason}")
+    # The same selection again: what it still finds dead is what was left out.
+    selection = [*(f"--job {i}" for i in job_ids), *(f"--run {i}" for i in run_ids),
+                 *([f"--workflow {shlex.quote(workflow)}"] if workflow is not None else [])]
+    again = " ".join(["snapbridge replay", *(selection or ["--all"]), *(["--from-start"] if from_start else []),
+                      "--force"])
+    if not outcome.queued:
+        if len(skipped) == 1:
+            click.echo(f"error: nothing queued: job {skipped[0].job_id} was left out: {skipped[0].reason}; to "
+                       f"replay it anyway: {again}", err=True)
+        elif skipped:
+            click.echo(f"error: nothing queued: all {len(skipped)} matching dead letters were left out as superseded "
+                       f"(listed above); to replay them anyway: {again}", err=True)
+        else:
+            click.echo("error: there are no dead letters to replay" if all_dead
+                       else f"error: no dead letter matches {' '.join(filters)}", err=True)
         return 1
-    click.echo(f"queued {count} job(s) again")
+    click.echo(f"queued {outcome.queued} job(s) again")
+    if skipped:
+        words = "1 superseded dead letter" if len(skipped) == 1 else f"{len(skipped)} superseded dead letters"
+        click.echo(f"left out {words}; to replay {'it' if len(skipped) == 1 else 'them'} anyway: {again}")
     return 0

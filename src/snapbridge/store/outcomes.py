@@ -9,7 +9,8 @@ tried again) is answered as applied, and changes nothing, not even the attempt l
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from snapbridge.errors import InvalidInput
+from snapbridge.store.jobs import _CLAIM_KEYS
 from snapbridge.store.models import (
     AttemptOutcome,
     JobDead,
@@ -28,10 +30,10 @@ from snapbridge.store.models import (
     RunStatus,
 )
 from snapbridge.store.notify import notify_jobs
-from snapbridge.store.rows import JSON, WHEN, aware, json_dict, param, utc
+from snapbridge.store.rows import JSON, WHEN, aware, chunks, is_postgres, json_dict, param, utc
 from snapbridge.store.schema import attempts, jobs, runs
 
-__all__ = ["lookup", "reference_path", "replay", "settle"]
+__all__ = ["ReplayOutcome", "Superseded", "lookup", "reference_path", "replay", "settle", "supersessions"]
 
 _HELD = (
     sa.select(jobs.c.id, jobs.c.lease_token)
@@ -227,6 +229,89 @@ def _after_success(conn: Connection, done: Sequence[JobDone], now: datetime) -> 
         conn.execute(_SET_RUNS, succeeded)
 
 
+@dataclass(frozen=True)
+class Superseded:
+    """A dead letter a replay leaves out unless forced: a later job of its ordering key has been delivered (or is
+    being delivered now), so sending this one again would write older data after newer."""
+
+    job_id: int
+    run_id: int
+    ordering_key: str
+    superseded_by: int
+    delivered_at: datetime | None  # None: that job is being delivered now
+
+    @property
+    def reason(self) -> str:
+        if self.delivered_at is None:
+            return (f"job {self.superseded_by} of the same ordering key {self.ordering_key} is being delivered now "
+                    "and may supersede it; replay again once it has finished")
+        return (f"superseded by job {self.superseded_by}, delivered at {self.delivered_at:%Y-%m-%d %H:%M:%S} UTC, "
+                f"for the same ordering key {self.ordering_key}")
+
+
+@dataclass(frozen=True)
+class ReplayOutcome:
+    queued: int
+    superseded: tuple[Superseded, ...] = ()
+
+
+_DEAD_RUN = runs.alias("dead_run")
+_LATER = jobs.alias("later")
+_LATER_RUN = runs.alias("later_run")
+
+
+def _first_later(status: JobStatus) -> sa.ScalarSelect[Any]:
+    """The lowest id of a job in `status` that comes after the dead job (`jobs`, run `_DEAD_RUN`) in its key's order
+    and makes the same call (action) through the same connection in the same workspace: another action writes
+    other data, which this one cannot make stale.
+
+    Ids grow per ordering key in enqueue order (derivers take turns per key). Jobs of the dead job's own run or
+    inbound event (another workflow's steps) carry the same data, not newer, so they do not count.
+    """
+    return (
+        sa.select(sa.func.min(_LATER.c.id))
+        .select_from(_LATER.join(_LATER_RUN, _LATER_RUN.c.id == _LATER.c.run_id))
+        .where(_LATER.c.ordering_key == jobs.c.ordering_key, _LATER.c.id > jobs.c.id,
+               _LATER.c.status == status.value, _LATER.c.connection == jobs.c.connection,
+               _LATER.c.action == jobs.c.action,
+               _LATER.c.run_id != jobs.c.run_id, _LATER_RUN.c.workspace_id == _DEAD_RUN.c.workspace_id,
+               sa.or_(_LATER_RUN.c.inbound_event_id.is_(None), _DEAD_RUN.c.inbound_event_id.is_(None),
+                      _LATER_RUN.c.inbound_event_id != _DEAD_RUN.c.inbound_event_id))
+        .correlate(jobs, _DEAD_RUN)
+        .scalar_subquery()
+    )
+
+
+_SUPERSEDED = (
+    sa.select(jobs.c.id, jobs.c.run_id, jobs.c.ordering_key, jobs.c.action,
+              _first_later(JobStatus.SUCCEEDED).label("done_by"), _first_later(JobStatus.LEASED).label("busy_by"))
+    .select_from(jobs.join(_DEAD_RUN, _DEAD_RUN.c.id == jobs.c.run_id))
+    .where(jobs.c.id.in_(sa.bindparam("b_ids", expanding=True)), jobs.c.status == JobStatus.DEAD.value)
+)
+_DELIVERED = sa.select(jobs.c.id, jobs.c.updated_at).where(jobs.c.id.in_(sa.bindparam("b_ids", expanding=True)))
+# The claims' key locks (store.jobs): a replay waits for a claim in progress on its keys, then sees its lease.
+_LOCK_CLAIM_KEY = sa.select(sa.func.pg_advisory_xact_lock(_CLAIM_KEYS, sa.func.hashtext(param("key"))))
+
+
+def supersessions(conn: Connection, job_ids: Sequence[int], appends: Collection[str] = frozenset()
+                  ) -> dict[int, Superseded]:
+    """The dead letters among `job_ids` that a later job of their ordering key supersedes, by job id: one that
+    succeeded (the first such), else one under a lease now. Actions in `appends` add records (an event)
+    instead of setting them, so nothing later supersedes them (the catalog knows which: the store does not)."""
+    found: dict[int, Superseded] = {}
+    for part in chunks(sorted(set(job_ids))):
+        rows = conn.execute(_SUPERSEDED, {"b_ids": list(part)}).all()
+        done = sorted({int(r.done_by) for r in rows if r.done_by is not None})
+        delivered = {int(r.id): aware(r.updated_at) for r in conn.execute(_DELIVERED, {"b_ids": done})} \
+            if done else {}
+        for r in rows:
+            by = r.done_by if r.done_by is not None else r.busy_by
+            if by is not None and r.action not in appends:
+                found[int(r.id)] = Superseded(int(r.id), int(r.run_id), r.ordering_key, int(by),
+                                              delivered.get(int(by)))
+    return found
+
+
 def replay(
     conn: Connection,
     *,
@@ -237,12 +322,16 @@ def replay(
     from_start: bool,
     now: datetime,
     workspace: int | None = None,
-) -> int:
-    """Queue matching dead letters again (filters combine; `all_dead` alone takes all); returns how many.
+    force: bool = False,
+    appends: Collection[str] = frozenset(),
+) -> ReplayOutcome:
+    """Queue matching dead letters again (filters combine; `all_dead` alone takes all): how many, and which were
+    left out as superseded (see `supersessions`, which `appends` is for), unless `force` queues those too.
 
     The jobs keep their idempotency keys, so a write that did happen is not doubled. The run's cancelled later
     steps are queued again; with `from_start`, every step of the run is, and outputs filled from earlier steps
-    are cleared so they are filled afresh. `workspace` limits every filter to that workspace's runs.
+    are cleared so they are filled afresh. A superseded dead letter's run stays as it is. `workspace` limits
+    every filter to that workspace's runs.
     """
     now = utc(now)
     where: list[sa.ColumnElement[bool]] = []
@@ -257,13 +346,22 @@ def replay(
     if workspace is not None:
         where.append(jobs.c.run_id.in_(sa.select(runs.c.id).where(runs.c.workspace_id == workspace)))
     dead = conn.execute(
-        sa.select(jobs.c.id, jobs.c.run_id, jobs.c.step_index)
+        sa.select(jobs.c.id, jobs.c.run_id, jobs.c.step_index, jobs.c.ordering_key)
         .where(jobs.c.status == JobStatus.DEAD.value, *where)
         .order_by(jobs.c.id)
         .with_for_update()
     ).all()
+    skipped: tuple[Superseded, ...] = ()
+    if dead and not force:
+        if is_postgres(conn):
+            # Sorted, so two replays sharing keys take them in one order and cannot deadlock.
+            for key in sorted({row.ordering_key for row in dead}):
+                conn.execute(_LOCK_CLAIM_KEY, {"b_key": key})
+        superseded = supersessions(conn, [row.id for row in dead], appends)
+        skipped = tuple(superseded[row.id] for row in dead if row.id in superseded)
+        dead = [row for row in dead if row.id not in superseded]
     if not dead:
-        return 0
+        return ReplayOutcome(0, skipped)
     again: dict[str, Any] = {
         "status": JobStatus.QUEUED.value, "attempts": 0, "next_attempt_at": now, "lease_expires_at": None,
         "leased_by": None, "updated_at": now,
@@ -271,10 +369,10 @@ def replay(
     run_set = sorted({int(row.run_id) for row in dead})
     if from_start:
         steps = sa.select(jobs.c.id, jobs.c.input, jobs.c.deferred).where(jobs.c.run_id.in_(run_set))
-        for row in conn.execute(steps).all():
-            deferred = json_dict(row.deferred)
-            kept = {k: v for k, v in json_dict(row.input).items() if k not in deferred}
-            conn.execute(jobs.update().where(jobs.c.id == row.id).values(input=kept, output=None, **again))
+        for step in conn.execute(steps).all():
+            deferred = json_dict(step.deferred)
+            kept = {k: v for k, v in json_dict(step.input).items() if k not in deferred}
+            conn.execute(jobs.update().where(jobs.c.id == step.id).values(input=kept, output=None, **again))
     else:
         conn.execute(jobs.update().where(jobs.c.id.in_([row.id for row in dead])).values(**again))
         for row in dead:
@@ -288,4 +386,4 @@ def replay(
         runs.update().where(runs.c.id.in_(run_set)).values(status=RunStatus.RUNNING.value, finished_at=None)
     )
     notify_jobs(conn)
-    return len(dead)
+    return ReplayOutcome(len(dead), skipped)

@@ -339,23 +339,37 @@ class Store:
     # History and replay take `workspace` to see only that workspace's runs (None: every workspace's).
 
     def replay(self, *, job_ids: Sequence[int] | None = None, run_ids: Sequence[int] | None = None,
-               workflow: str | None = None, all_dead: bool = False, from_start: bool = False,
-               now: datetime | None = None, workspace: int | None = None) -> int:
+               workflow: str | None = None, all_dead: bool = False, from_start: bool = False, force: bool = False,
+               now: datetime | None = None, workspace: int | None = None,
+               appends: Collection[str] = frozenset()) -> outcomes_.ReplayOutcome:
+        """Queue dead letters again, leaving out superseded ones unless `force` (see `outcomes.replay`; callers
+        pass `catalog.appending_actions()` as `appends`)."""
         with self._write("replay dead letters") as conn:
             return outcomes_.replay(conn, job_ids=job_ids, run_ids=run_ids, workflow=workflow,
                                    all_dead=all_dead, from_start=from_start, now=now or self._clock(),
-                                   workspace=workspace)
+                                   workspace=workspace, force=force, appends=appends)
 
     def replay_matching(self, *, workflow: str | None = None, connection: str | None = None,
                         reason: str | None = None, since: datetime | None = None, until: datetime | None = None,
-                        from_start: bool = False, now: datetime | None = None, workspace: int | None = None) -> int:
+                        from_start: bool = False, force: bool = False, now: datetime | None = None,
+                        workspace: int | None = None,
+                        appends: Collection[str] = frozenset()) -> outcomes_.ReplayOutcome:
         """Replay every dead letter the filters match (as `dead_letters` filters), in one transaction."""
         at = now or self._clock()
         with self._write("replay dead letters") as conn:
             ids = history.dead_letter_ids(conn, workflow=workflow, connection=connection, reason=reason,
                                           since=since, until=until, workspace=workspace)
-            return sum(outcomes_.replay(conn, job_ids=part, run_ids=None, workflow=None, all_dead=False,
-                                        from_start=from_start, now=at) for part in chunks(ids))
+            parts = [outcomes_.replay(conn, job_ids=part, run_ids=None, workflow=None, all_dead=False,
+                                      from_start=from_start, now=at, force=force, appends=appends)
+                     for part in chunks(ids)]
+        return outcomes_.ReplayOutcome(sum(p.queued for p in parts),
+                                       tuple(s for p in parts for s in p.superseded))
+
+    def supersessions(self, job_ids: Sequence[int], appends: Collection[str] = frozenset()
+                      ) -> dict[int, outcomes_.Superseded]:
+        """Which of these dead letters a replay would leave out as superseded, by job id."""
+        with self._read("check dead letters for later deliveries") as conn:
+            return outcomes_.supersessions(conn, job_ids, appends)
 
     def next_due_at(self) -> datetime | None:
         with self._read("read the queue") as conn:

@@ -38,6 +38,7 @@ __all__ = [
     "RunTestStepOut",
     "ScopeOut",
     "StepOut",
+    "SupersededOut",
     "TemplateOut",
     "UsageOut",
     "UsageWindowOut",
@@ -253,6 +254,10 @@ class DeadLetterOut(BaseModel):
     attempts: int
     reason: str
     died_at: datetime
+    superseded_by: int | None = Field(
+        default=None, description="a later job of the same ordering key, delivered (or being delivered now): a "
+                                  "replay leaves this dead letter out unless forced")
+    superseded_reason: str | None = None
 
 
 class ReplayFilterIn(_In):
@@ -291,8 +296,23 @@ class ReplayFilterIn(_In):
         return self
 
 
+class SupersededOut(BaseModel):
+    """A dead letter a replay left out: sending it again would write older data after newer."""
+
+    job_id: int
+    run_id: int
+    ordering_key: str
+    superseded_by: int = Field(description="the later job of the same ordering key")
+    delivered_at: datetime | None = Field(description="when that job was delivered; null while it is being "
+                                                      "delivered")
+    reason: str
+
+
 class ReplayOut(BaseModel):
-    replayed: int
+    replayed: int = Field(description="dead letters queued again")
+    superseded: list[SupersededOut] = Field(
+        default_factory=list, description="dead letters left out because a later job of the same ordering key was "
+                                          "delivered after them; force=true queues them too")
 
 
 class UsageWindowOut(BaseModel):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from snapbridge.catalog import appending_actions
 from snapbridge.errors import AuthFailed, DeliveryError, InvalidInput, Retryable, SnapbridgeError
 from snapbridge.runtime import ConnectionReport, Connections, check_connection, execute_test_run, new_webhook_secret
 from snapbridge.security import Secret, Vault, redact_text
@@ -34,10 +35,12 @@ from snapbridge.web.api.models import (
     DeadLetterOut,
     DryRunOut,
     PlanOut,
+    ReplayOut,
     RequestOut,
     RunTestOut,
     RunTestStepOut,
     ScopeOut,
+    SupersededOut,
     TemplateOut,
     UsageOut,
     UsageWindowOut,
@@ -151,6 +154,11 @@ def checked_workflow(text: str) -> Workflow:
         raise ApiProblem(422, "the workflow is not valid",
                          [{"path": p.path, "message": p.message} for p in problems])
     return workflow
+
+
+def _replayed(queued: int, superseded: Iterable[object]) -> ReplayOut:
+    return ReplayOut(replayed=queued,
+                     superseded=[SupersededOut.model_validate(s, from_attributes=True) for s in superseded])
 
 
 def _sample_profile(event: Event) -> CustomerProfile | None:
@@ -401,30 +409,48 @@ class Operations:
                                            reason=wanted.reason, since=wanted.since, until=wanted.until,
                                            workspace=self.workspace)
 
+    def superseded(self, letters: Sequence[DeadLetter]) -> dict[int, SupersededOut]:
+        """The listed dead letters a replay would leave out as superseded, by job id."""
+        found = self.ctx.store.supersessions([d.job_id for d in letters], appending_actions())
+        return {job_id: SupersededOut.model_validate(s, from_attributes=True) for job_id, s in found.items()}
+
     def dead_letters(self, wanted: DeadFilter, limit: int) -> list[DeadLetterOut]:
-        return [DeadLetterOut(job_id=d.job_id, run_id=d.run_id, workflow=d.workflow_name, customer=d.customer_key,
-                              step_id=d.step_id, action=d.action, connection=d.connection, attempts=d.attempts,
-                              reason=d.reason, died_at=d.died_at)
-                for d in self.dead_letter_rows(wanted, limit)]
+        rows = self.dead_letter_rows(wanted, limit)
+        superseded = self.superseded(rows)
+        out: list[DeadLetterOut] = []
+        for d in rows:
+            later = superseded.get(d.job_id)
+            out.append(DeadLetterOut(
+                job_id=d.job_id, run_id=d.run_id, workflow=d.workflow_name, customer=d.customer_key,
+                step_id=d.step_id, action=d.action, connection=d.connection, attempts=d.attempts, reason=d.reason,
+                died_at=d.died_at, superseded_by=later.superseded_by if later else None,
+                superseded_reason=later.reason if later else None))
+        return out
 
-    def replay_one(self, job_id: int, *, from_trigger: bool) -> int:
-        """Replay one dead letter: from its failed step, or every step of its run (same idempotency keys)."""
-        count = self.ctx.store.replay(job_ids=[job_id], from_start=from_trigger,
-                                      workspace=self.workspace) if job_id < MAX_JOB_ID else 0
-        if count == 0:
+    def replay_one(self, job_id: int, *, from_trigger: bool, force: bool = False) -> ReplayOut:
+        """Replay one dead letter: from its failed step, or every step of its run (same idempotency keys); a
+        superseded one only with `force` (otherwise it is reported, and nothing is queued)."""
+        outcome = self.ctx.store.replay(job_ids=[job_id], from_start=from_trigger, force=force,
+                                        workspace=self.workspace, appends=appending_actions()
+                                        ) if job_id < MAX_JOB_ID else None
+        if outcome is None or not (outcome.queued or outcome.superseded):
             raise ApiProblem(404, "no such dead letter")
-        return count
+        return _replayed(outcome.queued, outcome.superseded)
 
-    def replay_matching(self, wanted: DeadFilter, *, from_trigger: bool) -> int:
+    def replay_matching(self, wanted: DeadFilter, *, from_trigger: bool, force: bool = False) -> ReplayOut:
         if not wanted.is_set:
             raise ApiProblem(422, "say which dead letters: workflow, connection, reason, since or until "
                                   "(replay-all takes every one)")
-        return self.ctx.store.replay_matching(workflow=wanted.workflow, connection=wanted.connection,
-                                              reason=wanted.reason, since=wanted.since, until=wanted.until,
-                                              from_start=from_trigger, workspace=self.workspace)
+        outcome = self.ctx.store.replay_matching(workflow=wanted.workflow, connection=wanted.connection,
+                                                 reason=wanted.reason, since=wanted.since, until=wanted.until,
+                                                 from_start=from_trigger, force=force, workspace=self.workspace,
+                                                 appends=appending_actions())
+        return _replayed(outcome.queued, outcome.superseded)
 
-    def replay_all(self) -> int:
-        return self.ctx.store.replay(all_dead=True, workspace=self.workspace)
+    def replay_all(self, *, force: bool = False) -> ReplayOut:
+        outcome = self.ctx.store.replay(all_dead=True, force=force, workspace=self.workspace,
+                                        appends=appending_actions())
+        return _replayed(outcome.queued, outcome.superseded)
 
     def runs(self, *, status: RunStatus | None = None, workflow: str | None = None, customer: str | None = None,
              since: datetime | None = None, until: datetime | None = None, before_id: int | None = None,

@@ -118,9 +118,13 @@ DEAD_QUERY = (
     Query("until", "string", f"died before this {INSTANT}", format="date-time"),
     Query("limit", "integer", "at most this many", 1, 1000),
 )
+REPLAY_FORCE = Query("force", "boolean", "true: also queue dead letters a later job of the same ordering key "
+                     "was delivered after (their older data would be written last); by default they are left out "
+                     "and listed under superseded")
 REPLAY_QUERY = (
     Query("from", "string", "failed_step: the dead step and those after it; trigger: every step of the run "
           "(same idempotency keys)", choices=("failed_step", "trigger")),
+    REPLAY_FORCE,
 )
 CUSTOMER_FILTERS = (
     Query("segment", "string", "only customers in this segment (exact name)"),
@@ -135,6 +139,14 @@ USAGE_QUERY = (
     Query("minutes", "integer", "how far back", 1, 10080),
     Query("connection", "string", "one connection only"),
 )
+
+
+def _forced(request: Request) -> bool:
+    """The replay's `force` flag: true or false (absent: false); 422 for anything else."""
+    raw = (request.query_params.get(REPLAY_FORCE.name) or "false").lower()
+    if raw not in ("true", "false"):
+        raise ApiProblem(422, "force must be true or false", [{"path": "force", "message": "not a boolean"}])
+    return raw == "true"
 
 
 def run_out(r: Any) -> m.RunOut:
@@ -242,15 +254,15 @@ def endpoints(ctx: WebContext) -> list[Endpoint]:
 
     async def replay_one(r: Request, p: Principal, _b: None) -> object:
         from_trigger = query_choice(r, REPLAY_QUERY[0], "failed_step") == "trigger"
-        return m.ReplayOut(replayed=ops(p).replay_one(r.path_params["job_id"], from_trigger=from_trigger))
+        return ops(p).replay_one(r.path_params["job_id"], from_trigger=from_trigger, force=_forced(r))
 
-    async def replay_matching(_r: Request, p: Principal, body: m.ReplayFilterIn) -> object:
+    async def replay_matching(r: Request, p: Principal, body: m.ReplayFilterIn) -> object:
         wanted = DeadFilter(workflow=body.workflow, connection=body.connection, reason=body.reason,
                             since=body.since, until=body.until)
-        return m.ReplayOut(replayed=ops(p).replay_matching(wanted, from_trigger=body.from_ == "trigger"))
+        return ops(p).replay_matching(wanted, from_trigger=body.from_ == "trigger", force=_forced(r))
 
-    async def replay_all(_r: Request, p: Principal, _b: None) -> object:
-        return m.ReplayOut(replayed=ops(p).replay_all())
+    async def replay_all(r: Request, p: Principal, _b: None) -> object:
+        return ops(p).replay_all(force=_forced(r))
 
     async def list_customers(r: Request, p: Principal, _b: None) -> object:
         return ops(p).customers(segment=r.query_params.get("segment") or None,
@@ -323,9 +335,9 @@ def endpoints(ctx: WebContext) -> list[Endpoint]:
         E("POST", "/dead-letters/{job_id:int}/replay", replay_one, "Replay one dead letter", admin=True,
           response=m.ReplayOut, query=REPLAY_QUERY),
         E("POST", "/dead-letters/replay", replay_matching, "Replay every dead letter a filter matches",
-          admin=True, body=m.ReplayFilterIn, response=m.ReplayOut),
+          admin=True, body=m.ReplayFilterIn, response=m.ReplayOut, query=(REPLAY_FORCE,)),
         E("POST", "/dead-letters/replay-all", replay_all, "Replay every dead letter", admin=True,
-          response=m.ReplayOut),
+          response=m.ReplayOut, query=(REPLAY_FORCE,)),
         E("GET", "/customers", list_customers, "List customer profiles in id order, with filters",
           response=list[m.CustomerOut], query=CUSTOMER_QUERY),
         E("GET", "/customers/export.csv", export_customers, "Every matching customer profile as CSV",

@@ -1,5 +1,6 @@
 """Dashboard pages about what happened: runs (filters, time window, detail), dead letters (filters, replay one,
-matching or all, from the failed step or the trigger), customers, and usage charts."""
+matching or all, from the failed step or the trigger, superseded ones only when forced), customers, and usage
+charts."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from snapbridge.store import RunStatus
 from snapbridge.web.api import ApiProblem, DeadFilter, Principal, query_window
+from snapbridge.web.api.models import ReplayOut
 from snapbridge.web.dashboard.charts import usage_view
 from snapbridge.web.dashboard.kit import Kit
 
@@ -25,6 +27,7 @@ MAX_ID = 2**62
 # The window choices of the usage page, in minutes, with their words.
 USAGE_WINDOWS = {60: "last hour", 180: "last 3 hours", 720: "last 12 hours", 1440: "last day", 10080: "last week"}
 REPLAY_FROM = {"failed_step": "from the failed step", "trigger": "from the trigger"}
+FORCE_LABEL = "Replay even if superseded"  # the checkbox of each replay form
 DEAD_FIELDS = ("workflow", "connection", "reason", "since", "until")
 
 
@@ -41,8 +44,32 @@ def _replay_from(value: object) -> bool:
     return text == "trigger"
 
 
+def _forced(value: object) -> bool:
+    """The replay forms' force checkbox: ticked ("true") or absent; 422 for anything else."""
+    if value is None or value == "":
+        return False
+    if value != "true":
+        raise ApiProblem(422, "force must be true or absent")
+    return True
+
+
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _replayed(out: ReplayOut, word: str, from_trigger: bool) -> str:
+    """What a replay did, in words: how many were queued, and which were left out as superseded and why."""
+    text = f"Replayed {_plural(out.replayed, word)}{' from the trigger' if from_trigger else ''}."
+    skipped = out.superseded
+    if len(skipped) == 1:
+        text += f" Left out job {skipped[0].job_id} (run #{skipped[0].run_id}): {skipped[0].reason}."
+    elif skipped:
+        shown = ", ".join(str(s.job_id) for s in skipped[:5]) + (", …" if len(skipped) > 5 else "")
+        text += (f" Left out {len(skipped)} superseded dead letters (jobs {shown}): a later job of the same "
+                 "ordering key was delivered after each.")
+    if skipped:
+        text += f" Tick “{FORCE_LABEL}” to queue {'it' if len(skipped) == 1 else 'them'} anyway."
+    return text
 
 
 def history_routes(kit: Kit) -> list[BaseRoute]:
@@ -95,27 +122,30 @@ def history_routes(kit: Kit) -> list[BaseRoute]:
             wanted = dead_filter(request.query_params)
         except ApiProblem as exc:
             return render(request, "dead_letters.html", principal, exc.status, dead=[], filters=filters,
-                          filtered=True, replay_from=REPLAY_FROM, error=exc.message)
+                          filtered=True, replay_from=REPLAY_FROM, superseded={}, force_label=FORCE_LABEL,
+                          error=exc.message)
         dead = ops(principal).dead_letter_rows(wanted, DEAD_PAGE)
         return render(request, "dead_letters.html", principal, dead=dead, filters=filters, filtered=wanted.is_set,
-                      replay_from=REPLAY_FROM, error="")
+                      replay_from=REPLAY_FROM, superseded=ops(principal).superseded(dead), force_label=FORCE_LABEL,
+                      error="")
 
     async def replay(request: Request, principal: Principal) -> Response:
-        from_trigger = _replay_from((await request.form()).get("from"))
-        count = ops(principal).replay_one(request.path_params["job_id"], from_trigger=from_trigger)
-        return back("/dead-letters", f"Replayed {_plural(count, 'dead letter')}"
-                    f"{' from the trigger' if from_trigger else ''}.")
+        form = await request.form()
+        from_trigger = _replay_from(form.get("from"))
+        out = ops(principal).replay_one(request.path_params["job_id"], from_trigger=from_trigger,
+                                        force=_forced(form.get("force")))
+        return back("/dead-letters", _replayed(out, "dead letter", from_trigger))
 
     async def replay_matching(request: Request, principal: Principal) -> Response:
         form = await request.form()
         from_trigger = _replay_from(form.get("from"))
-        count = ops(principal).replay_matching(dead_filter(form), from_trigger=from_trigger)
-        return back("/dead-letters", f"Replayed {_plural(count, 'matching dead letter')}"
-                    f"{' from the trigger' if from_trigger else ''}.")
+        out = ops(principal).replay_matching(dead_filter(form), from_trigger=from_trigger,
+                                             force=_forced(form.get("force")))
+        return back("/dead-letters", _replayed(out, "matching dead letter", from_trigger))
 
-    async def replay_all(_r: Request, principal: Principal) -> Response:
-        count = ops(principal).replay_all()
-        return back("/dead-letters", f"Replayed {_plural(count, 'dead letter')}.")
+    async def replay_all(request: Request, principal: Principal) -> Response:
+        out = ops(principal).replay_all(force=_forced((await request.form()).get("force")))
+        return back("/dead-letters", _replayed(out, "dead letter", False))
 
     async def usage(request: Request, principal: Principal) -> Response:
         q = request.query_params
