@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from snapbridge.errors import InvalidInput
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Settings", "listen_address", "listen_host", "load_settings", "split_listen"]
 
 ENV_PREFIX = "SNAPBRIDGE_"
 
@@ -44,13 +45,49 @@ _KNOWN = {
 }
 
 
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def listen_host(given: str) -> str:
+    """The host of a `--host`, without brackets: a name, an IPv4 or an IPv6 address (bracketed or not)."""
+    text = given.strip()
+    bracketed = text.startswith("[") and text.endswith("]")
+    inner = text[1:-1] if bracketed else text
+    if not inner or "[" in inner or "]" in inner or ((bracketed or ":" in inner) and not _is_ipv6(inner)):
+        raise InvalidInput(f"{given!r} is not a host name or an IP address (e.g. 127.0.0.1, or ::1 for IPv6)")
+    return inner
+
+
+def listen_address(host: str, port: int | str) -> str:
+    """HOST:PORT as a URL names it: an IPv6 host in brackets, so that `http://{listen}` can be opened."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def split_listen(listen: str) -> tuple[str, str]:
+    """(host without brackets, port) of a listen address as `listen_address` writes it."""
+    host, _, port = listen.rpartition(":")
+    return host.removeprefix("[").removesuffix("]"), port
+
+
 def _listen(raw: str) -> str:
-    """HOST:PORT, as the receiver binds it (port 0: any free port)."""
-    host, _, port = raw.strip().rpartition(":")
+    """HOST:PORT, or [IPv6]:PORT, as the receiver binds it (port 0: any free port).
+
+    An IPv6 address without brackets is refused: in ::1:8080 the port could as well be part of the address."""
+    text = raw.strip()
+    host, _, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1] if _is_ipv6(host[1:-1]) else ""
+    elif ":" in host or "[" in host or "]" in host:
+        host = ""
     if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise InvalidInput(f"setting listen: {raw!r} is not HOST:PORT with a port from 0 to 65535 "
-                           "(e.g. 127.0.0.1:8080)")
-    return f"{host}:{int(port)}"
+                           "(e.g. 127.0.0.1:8080, or [::1]:8080 for IPv6)")
+    return listen_address(host, int(port))
 
 
 def _coerce(name: str, raw: object) -> object:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import click
 
@@ -21,10 +21,15 @@ def _checked_public_url(given: str | None) -> str | None:
     """The --public-url without a trailing slash; a usage error for an address the apps could not post to."""
     if given is None:
         return None
-    parts = urlsplit(given.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise click.UsageError(f"--public-url must be an http(s) address such as https://sync.example.com, "
-                               f"not {given!r}")
+    parts: SplitResult | None
+    try:
+        parts = urlsplit(given.strip())
+        _ = parts.port  # reading the port checks it: digits, at most 65535
+    except ValueError:  # an unclosed [IPv6 bracket, a port that is no port
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise click.UsageError(f"--public-url must be an http(s) address such as https://sync.example.com "
+                               f"(IPv6 in brackets: http://[::1]:8080), not {given!r}")
     return given.strip().rstrip("/")
 
 

@@ -14,7 +14,8 @@ import click
 
 from snapbridge.cli.context import open_context
 from snapbridge.cli.logs import register_secret
-from snapbridge.config import Settings
+from snapbridge.config import Settings, listen_address, listen_host, split_listen
+from snapbridge.errors import InvalidInput
 from snapbridge.runtime import (
     BackfillProgress,
     ConnectionClients,
@@ -35,21 +36,30 @@ _GUMROAD_STARTED = date(2011, 1, 1)
 
 
 def _listen(settings: Settings, host: str | None, port: int | None) -> Settings:
-    current_host, _, current_port = settings.listen.rpartition(":")
-    listen = f"{host or current_host or '127.0.0.1'}:{port if port is not None else current_port or 8080}"
+    current_host, current_port = split_listen(settings.listen)
+    listen = listen_address(host or current_host or "127.0.0.1", port if port is not None else current_port or 8080)
     return Settings(**{**settings.__dict__, "listen": listen})
 
 
 def _bind(settings: Settings) -> tuple[socket.socket, Settings]:
     """The receiver's socket, bound before anything says it listens; the settings name the port it got (for 0)."""
-    host, _, port = settings.listen.rpartition(":")
+    host, port = split_listen(settings.listen)
     try:
-        sock = bind_socket(host.strip("[]"), int(port))
+        sock = bind_socket(host, int(port))
     except OSError as exc:
         reason = exc.strerror or str(exc)
         reason = reason[:1].lower() + reason[1:] if reason[1:2].islower() else reason
         raise click.ClickException(f"cannot listen on {settings.listen}: {reason}") from None
-    return sock, Settings(**{**settings.__dict__, "listen": f"{host}:{sock.getsockname()[1]}"})
+    return sock, Settings(**{**settings.__dict__, "listen": listen_address(host, sock.getsockname()[1])})
+
+
+def _checked_host(_ctx: click.Context, _param: click.Parameter, given: str | None) -> str | None:
+    if given is None:
+        return None
+    try:
+        return listen_host(given)
+    except InvalidInput as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _run(options: ServiceOptions, host: str | None, port: int | None) -> int:
@@ -99,7 +109,8 @@ def _run(options: ServiceOptions, host: str | None, port: int | None) -> int:
 
 
 @click.command("serve")
-@click.option("--host", help="Address to listen on (default from settings: 127.0.0.1).")
+@click.option("--host", callback=_checked_host,
+              help="Address to listen on, IPv6 with or without brackets (default from settings: 127.0.0.1).")
 @click.option("--port", type=click.IntRange(0, 65535),
               help="Port to listen on (default from settings: 8080; 0 picks a free port).")
 @click.option("--no-workers", is_flag=True, help="Only receive and derive; `snapbridge worker` delivers.")

@@ -8,6 +8,9 @@ capacity 1 (no burst) and a refill of N per (window + margin). Requests are then
 taking a token and the request reaching the server. The loss is margin / (window + margin) of the quota.
 
 A 429's Retry-After blocks the bucket for everyone until then; an exhausted daily quota blocks it too.
+A block in the table further ahead than an hour (stored before the worker capped Retry-After at max_throttle,
+or by a host whose clock ran fast) counts as ending an hour from when it is read, and is saved so, with one
+warning (store.buckets.capped); else it would park every job of the connection for good.
 On PostgreSQL the bucket lives in the `rate_buckets` table (store.take_token), so every worker process on
 every host shares it; in one process (SQLite) a dict of buckets is enough and costs no writes.
 """

@@ -48,6 +48,7 @@ from snapbridge.runtime.retry import BASE_DELAY, DEFAULT_HORIZON, MAX_DELAY, Giv
 from snapbridge.runtime.settler import Settler
 from snapbridge.security import redact_text
 from snapbridge.store import (
+    MAX_BUCKET_BLOCK,
     AttemptRecord,
     ClaimedJob,
     JobDead,
@@ -68,8 +69,9 @@ MIN_IDLE_SECONDS = 0.01
 THROTTLED_FALLBACK_SECONDS = 1.0  # a 429 without Retry-After (the limiter's interval is not known here)
 # The longest one 429 holds back every job of its connection. An hour, our own longest backoff (MAX_DELAY): a
 # server still refusing after it says so again on the next request, at the cost of one request an hour, while a
-# Retry-After far off by mistake (a date in year 9999, ten days) no longer parks every customer's jobs.
-MAX_THROTTLE = timedelta(hours=1)
+# Retry-After far off by mistake (a date in year 9999, ten days) no longer parks every customer's jobs. The
+# shared buckets (PostgreSQL) hold a block no longer than this either.
+MAX_THROTTLE = MAX_BUCKET_BLOCK
 # Errors as stored in attempt rows and the job, and as logged: an API message of 1 MB was stored per attempt.
 ERROR_CHARS = 1_000
 

@@ -1,5 +1,6 @@
 """The durable store and queue (SQLite embedded, PostgreSQL to scale out): schema, migrations, Store."""
 
+from snapbridge.store.buckets import MAX_BLOCK as MAX_BUCKET_BLOCK
 from snapbridge.store.connections import ConnectionRecord, ConnectionRoute, ConnectionStore
 from snapbridge.store.engine import is_sqlite, open_engine
 from snapbridge.store.migrations import MIGRATIONS, Migration, applied_versions, migrate
@@ -61,6 +62,7 @@ __all__ = [
     "JobReleased",
     "JobRetry",
     "JobStatus",
+    "MAX_BUCKET_BLOCK",
     "MIGRATIONS",
     "Migration",
     "NewInboundEvent",

@@ -2,13 +2,17 @@
 
 The arithmetic is pure (`refill`, `take`); the shell reads the row under a lock, applies it, and writes it
 back in one short transaction (PostgreSQL: SELECT … FOR UPDATE; SQLite: BEGIN IMMEDIATE).
+
+A block is at most MAX_BLOCK ahead: one read further ahead (written before 429s were capped, or by a host whose
+clock ran fast) is brought back to now + MAX_BLOCK and saved so, or it would hold the connection's jobs forever.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,8 +22,12 @@ from snapbridge.store.models import BucketState
 from snapbridge.store.rows import WHEN, aware, aware_or_none, param, per_dialect, utc
 from snapbridge.store.schema import rate_buckets
 
-__all__ = ["block_bucket", "get_bucket", "observe_limits", "refill", "take", "take_tokens"]
+__all__ = ["MAX_BLOCK", "block_bucket", "capped", "get_bucket", "observe_limits", "refill", "take", "take_tokens"]
 
+log = logging.getLogger("snapbridge.limiter")
+
+# The longest a bucket is blocked: the worker's cap on a 429's Retry-After (WorkerConfig.max_throttle).
+MAX_BLOCK = timedelta(hours=1)
 # Float sums of refills land a hair under a whole token; a billionth is not worth a sleep.
 EPSILON = 1e-9
 
@@ -57,6 +65,16 @@ def take(state: BucketState, now: datetime, want: int = 1) -> tuple[BucketState,
     return state, 0, (1.0 - state.tokens) / state.refill_per_second
 
 
+def capped(state: BucketState, now: datetime, longest: timedelta = MAX_BLOCK) -> BucketState:
+    """The bucket with its block ending no later than `now + longest`, and its time no later than that either
+    (a bucket last updated by a clock years ahead would never refill)."""
+    if state.updated_at - now > longest:
+        state = replace(state, updated_at=now)
+    if state.blocked_until is None or state.blocked_until - now <= longest:
+        return state
+    return replace(state, blocked_until=now + longest)
+
+
 def _state(row: sa.Row[Any]) -> BucketState:
     m = row._mapping
     return BucketState(
@@ -68,7 +86,7 @@ def _state(row: sa.Row[Any]) -> BucketState:
 def _locked(
     conn: Connection, name: str, *, capacity: float, refill_per_second: float, now: datetime
 ) -> BucketState:
-    """The bucket row, locked for this transaction; a new bucket starts full."""
+    """The bucket row, locked for this transaction, its block capped (the caller saves it); a new one starts full."""
     row = conn.execute(_LOCK, {"b_name": name}).first()
     if row is None:
         conn.execute(_CREATE[conn.dialect.name], {
@@ -76,7 +94,13 @@ def _locked(
             "updated_at": now, "blocked_until": None,
         })
         row = conn.execute(_LOCK, {"b_name": name}).one()
-    return _state(row)
+    state = _state(row)
+    bounded = capped(state, now)
+    if bounded != state:
+        log.warning("action=limiter.stored_block_capped connection=%s stored_until=%s until=%s stored_at=%s",
+                    name, state.blocked_until.isoformat() if state.blocked_until else "-",
+                    bounded.blocked_until.isoformat() if bounded.blocked_until else "-", state.updated_at.isoformat())
+    return bounded
 
 
 def _save(conn: Connection, state: BucketState) -> None:
@@ -99,8 +123,10 @@ def take_tokens(
 
 
 def block_bucket(conn: Connection, name: str, until: datetime, now: datetime) -> None:
-    """Nobody takes a token before `until` (a 429's Retry-After), and the bucket is empty then."""
+    """Nobody takes a token before `until` (a 429's Retry-After; at most MAX_BLOCK ahead), and the bucket is
+    empty then."""
     now, until = utc(now), utc(until)
+    until = min(until, now + MAX_BLOCK)
     state = _locked(conn, name, capacity=1.0, refill_per_second=0.0, now=now)
     state = refill(state, now=now, capacity=state.capacity, refill_per_second=state.refill_per_second)
     later = until if state.blocked_until is None else max(state.blocked_until, until)
