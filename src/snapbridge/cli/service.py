@@ -15,7 +15,7 @@ import click
 from snapbridge.cli.context import open_context
 from snapbridge.cli.logs import register_secret
 from snapbridge.config import Settings, listen_address, listen_host, split_listen
-from snapbridge.errors import InvalidInput
+from snapbridge.errors import InvalidInput, SnapbridgeError
 from snapbridge.runtime import (
     BackfillProgress,
     ConnectionClients,
@@ -184,13 +184,30 @@ def sync_gumroad(since: datetime, name: str) -> int:
                 gc.set_threshold(10_000, 10, 10)
                 days = max(1, (datetime.now(UTC).date() - start).days + 1)
                 stderr = sys.stderr
-                bar_context: Any = click.progressbar(length=days, label="days", file=stderr)
-                with bar_context as bar:
-                    def progress(p: BackfillProgress) -> None:
-                        bar.label = f"{p.sales} sales, {p.inserted} new"
-                        bar.update((p.reached - start).days - bar.pos)
-                    report = await backfill_gumroad(ctx.store, link.client, connection=name, since=start,
-                                                    on_progress=progress)
+                last: list[BackfillProgress] = []
+                try:
+                    if stderr.isatty():
+                        bar_context: Any = click.progressbar(length=days, label="days", file=stderr)
+                        with bar_context as bar:
+                            def progress(p: BackfillProgress) -> None:
+                                last[:] = [p]
+                                bar.label = f"{p.sales} sales, {p.inserted} new"
+                                bar.update((p.reached - start).days - bar.pos)
+                            report = await backfill_gumroad(ctx.store, link.client, connection=name, since=start,
+                                                            on_progress=progress)
+                    else:
+                        # A log or a pipe: one dated line per day reached, not a bar redrawn into new lines.
+                        def line(p: BackfillProgress) -> None:
+                            if not last or p.reached != last[0].reached:
+                                click.echo(f"{p.reached}: {p.sales} sales read, {p.inserted} new", err=True)
+                            last[:] = [p]
+                        report = await backfill_gumroad(ctx.store, link.client, connection=name, since=start,
+                                                        on_progress=line)
+                except SnapbridgeError:
+                    if last and last[0].reached > start:
+                        click.echo(f"stored every sale before {last[0].reached}; go on with `snapbridge sync "
+                                   f"gumroad --since {last[0].reached}`", err=True)
+                    raise
             finally:
                 await connections.aclose()
             click.echo(f"read {report.sales} sales in {report.batches} batches: {report.inserted} new events, "

@@ -6,7 +6,8 @@ customer's first purchase first (customer.created) even for history. A window is
 whole (its oldest sale is on its last page), but while the next window is read: the two overlap, the stores do
 not. Each sale is keyed as its webhook is, so a backfill run twice, or over sales the webhooks or the poller
 already brought, stores nothing twice. Each batch is its own transaction; progress goes to a callback after each
-one. The poller's cursor is left alone.
+one. The poller's cursor is left alone. A page that fails transiently (network, 429, 5xx) is asked for again
+(`PageRetry`), so one bad answer in ten thousand pages does not end a long backfill.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from datetime import UTC, date, datetime, timedelta
 
 from snapbridge.connectors.gumroad import GumroadClient
 from snapbridge.errors import InvalidInput
-from snapbridge.runtime.pollers import DEFAULT_BATCH, insert_in_order, sale_inbound_events
+from snapbridge.runtime.pollers import (
+    DEFAULT_BATCH,
+    DEFAULT_PAGE_RETRY,
+    PageRetry,
+    insert_in_order,
+    sale_inbound_events,
+)
 from snapbridge.store import InsertResult, NewInboundEvent, Store
 
 __all__ = ["BackfillProgress", "BackfillReport", "backfill_gumroad"]
@@ -66,6 +73,7 @@ async def backfill_gumroad(
     window_days: int = DEFAULT_WINDOW_DAYS,
     on_progress: Callable[[BackfillProgress], object] | None = None,
     clock: Callable[[], datetime] | None = None,
+    retry: PageRetry | None = DEFAULT_PAGE_RETRY,
 ) -> BackfillReport:
     """Store every sale created from `since` (inclusive) to `until` (exclusive; default: tomorrow, UTC).
 
@@ -84,7 +92,8 @@ async def backfill_gumroad(
         start = since
         while start < end:
             stop = min(end, start + timedelta(days=window_days))
-            reading = asyncio.create_task(_read_window(client, start, stop, connection=connection, now=now))
+            reading = asyncio.create_task(_read_window(client, start, stop, connection=connection, now=now,
+                                                       retry=retry))
             window = await _read_beside(reading, writing)
             writing = asyncio.create_task(_store_window(store, window, start, stop, batch_size, tally))
             start = stop
@@ -102,11 +111,11 @@ async def backfill_gumroad(
 _Window = list[list[NewInboundEvent]]
 
 
-async def _read_window(client: GumroadClient, start: date, stop: date, *, connection: str, now: datetime
-                       ) -> _Window:
+async def _read_window(client: GumroadClient, start: date, stop: date, *, connection: str, now: datetime,
+                       retry: PageRetry | None) -> _Window:
     # Each sale becomes its events as it arrives, while the client has the next page on its way.
     read: list[tuple[datetime, str, list[NewInboundEvent]]] = []
-    async for sale in client.iter_sales(after=start, before=stop):
+    async for sale in client.iter_sales(after=start, before=stop, retry=retry):
         read.append((sale.created_at, sale.id, sale_inbound_events(sale, connection=connection, now=now)))
     read.sort(key=lambda item: (item[0], item[1]))
     return [events for _, _, events in read]

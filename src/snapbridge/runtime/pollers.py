@@ -7,6 +7,10 @@ its `sale` ping are one event, never two, whichever arrives first. A poll reads 
 events and moves the cursor in ONE transaction: a poll that fails, or crashes half way through storing, leaves
 the cursor where it was, and the next poll stores the same events again, the duplicates recognised by key.
 
+Cursors come from the API's timestamps but never pass our own clock: a sale or location stamped in the future
+(a bad clock, a bad import) would otherwise start every later window after the sales still to come. A page
+that fails transiently is asked for again (`PageRetry`) rather than failing the whole poll or backfill.
+
 Sales that show a refund or dispute also yield `refund` / `dispute` / `dispute_won` events under the keys those
 pings use, so the window heals missed refund and dispute webhooks too. Locations are keyed by id and
 `updated_at`, as the receiver keys a location webhook.
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,10 +39,11 @@ from snapbridge.connectors.gumroad import (
 from snapbridge.connectors.gumroad import Sale as ApiSale
 from snapbridge.connectors.snapshots import Location as ApiLocation
 from snapbridge.connectors.snapshots import SnapshotsClient, WebhookType
-from snapbridge.errors import InvalidInput, SnapbridgeError
+from snapbridge.errors import InvalidInput, Retryable, SnapbridgeError
 from snapbridge.runtime.actions import Connections
 from snapbridge.runtime.deriver import GumroadLink
 from snapbridge.runtime.receiver import location_dedupe_key
+from snapbridge.runtime.retry import GiveUp, decide
 from snapbridge.security import Secret
 from snapbridge.store import (
     ConnectionRecord,
@@ -52,6 +58,7 @@ __all__ = [
     "ConnectionClients",
     "DEFAULT_OVERLAP",
     "GumroadSalesPoller",
+    "PageRetry",
     "PollReport",
     "Poller",
     "SnapshotsLocationsPoller",
@@ -70,6 +77,41 @@ DEFAULT_BATCH = 500
 
 # (events stored so far, events to store): called inside the transaction after every `batch_size` events.
 Progress = Callable[[int, int], object]
+
+
+@dataclass(frozen=True)
+class PageRetry:
+    """When a listing asks again for a page that failed transiently (network, 429, 5xx): after exponential
+    backoff with full jitter, never sooner than the server's Retry-After, at most `attempts` times a page.
+
+    A Retry-After past `max_wait` gives up at once: a backfill should say so, not hang for an hour.
+    """
+
+    attempts: int = 6
+    base_delay: timedelta = timedelta(seconds=1)
+    max_delay: timedelta = timedelta(seconds=60)
+    max_wait: timedelta = timedelta(minutes=10)
+    rand: Callable[[], float] = random.random
+
+    def __call__(self, error: Retryable, failures: int) -> float | None:
+        """Seconds to wait after the page's `failures`-th failure, or None to give up."""
+        if failures >= self.attempts:
+            return None
+        now = datetime.now(UTC)
+        verdict = decide(error, failures, now, self.rand, horizon=self.max_wait, base_delay=self.base_delay,
+                         max_delay=self.max_delay)
+        if isinstance(verdict, GiveUp):
+            return None
+        log.warning("action=page_retry operation=%s failures=%d wait_s=%.2f error=%s", error.operation, failures,
+                    (verdict.at - now).total_seconds(), error)
+        return (verdict.at - now).total_seconds()
+
+
+DEFAULT_PAGE_RETRY = PageRetry()
+# A poll runs again within an interval anyway, and the service waits for a poll in flight when it stops: a few
+# quick tries only, and a long Retry-After fails the poll instead of holding up shutdown.
+POLL_PAGE_RETRY = PageRetry(attempts=3, base_delay=timedelta(milliseconds=500), max_delay=timedelta(seconds=2),
+                            max_wait=timedelta(seconds=5))
 
 
 def _stamp(moment: datetime) -> str:
@@ -216,7 +258,18 @@ class _CursorPoller:
         """(start of the window to read, the stored cursor, now)."""
         now = self._clock()
         cursor = _parse_cursor(await asyncio.to_thread(self._store.get_cursor, self.name))
-        return (cursor or now) - self._overlap, cursor, now
+        # A cursor left in the future (stored before cursors were capped) must not skip what comes before it.
+        return min(cursor or now, now) - self._overlap, cursor, now
+
+    @staticmethod
+    def _advance(cursor: datetime | None, stamps: Sequence[datetime], now: datetime) -> datetime | None:
+        """The newest stamp read, capped at now; never behind the stored cursor unless that is in the future."""
+        newest = max(stamps, default=None)
+        if newest is not None:
+            newest = min(newest, now)
+        if cursor is not None and cursor > now:
+            return newest or now
+        return max(filter(None, (cursor, newest)), default=None)
 
     async def _store_all(self, events: Sequence[NewInboundEvent], cursor: datetime | None, now: datetime
                          ) -> PollReport:
@@ -241,20 +294,21 @@ class GumroadSalesPoller(_CursorPoller):
 
     def __init__(self, store: Store, client: GumroadClient, *, connection: str,
                  overlap: timedelta = DEFAULT_OVERLAP, batch_size: int = DEFAULT_BATCH,
-                 clock: Callable[[], datetime] | None = None, on_progress: Progress | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, on_progress: Progress | None = None,
+                 retry: PageRetry | None = POLL_PAGE_RETRY) -> None:
         super().__init__(store, name=f"gumroad:sales:{connection}", overlap=overlap, batch_size=batch_size,
                          clock=clock, on_progress=on_progress)
         self._client = client
         self._connection = connection
+        self._retry = retry
 
     async def poll_once(self) -> PollReport:
         since, cursor, now = await self._window()
         # `after` is a UTC day, inclusive: the window starts at that day's midnight.
-        sales = [sale async for sale in self._client.iter_sales(after=since.date())]
+        sales = [sale async for sale in self._client.iter_sales(after=since.date(), retry=self._retry)]
         sales.sort(key=lambda s: (s.created_at, s.id))
         events = [e for sale in sales for e in sale_inbound_events(sale, connection=self._connection, now=now)]
-        newest = sales[-1].created_at if sales else None
-        moved = max(filter(None, (cursor, newest)), default=None)
+        moved = self._advance(cursor, [sales[-1].created_at] if sales else [], now)
         report = await self._store_all(events, moved, now)
         log.info("action=poll poller=%s read=%d inserted=%d", self.name, report.read, report.inserted)
         return report
@@ -273,12 +327,17 @@ class SnapshotsLocationsPoller(_CursorPoller):
 
     async def poll_once(self) -> PollReport:
         since, cursor, now = await self._window()
-        locations = [loc async for loc in self._client.iter_locations(updated_since=since)]
         epoch = datetime.min.replace(tzinfo=UTC)
+        latest: dict[str, ApiLocation] = {}
+        async for location in self._client.iter_locations(updated_since=since):
+            # A location updated while the listing is paged may be listed again: its newest version counts.
+            seen = latest.get(location.location_id)
+            if seen is None or (location.updated_at or epoch) >= (seen.updated_at or epoch):
+                latest[location.location_id] = location
+        locations = list(latest.values())
         locations.sort(key=lambda loc: (loc.updated_at or epoch, loc.location_id))
         events = [location_inbound_event(loc, connection=self._connection, now=now) for loc in locations]
-        stamps = [loc.updated_at for loc in locations if loc.updated_at is not None]
-        moved = max(filter(None, (cursor, *stamps)), default=None)
+        moved = self._advance(cursor, [loc.updated_at for loc in locations if loc.updated_at is not None], now)
         report = await self._store_all(events, moved, now)
         log.info("action=poll poller=%s read=%d inserted=%d", self.name, report.read, report.inserted)
         return report

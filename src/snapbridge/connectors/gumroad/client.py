@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import date
 
 from snapbridge.connectors.gumroad.account import (
@@ -19,7 +19,7 @@ from snapbridge.connectors.gumroad.operations import OPERATIONS
 from snapbridge.connectors.gumroad.pagination import next_page_params
 from snapbridge.connectors.gumroad.products_api import ProductsApi
 from snapbridge.connectors.gumroad.transport import Page, ParamValue, form_value, parse_model
-from snapbridge.errors import InvalidInput
+from snapbridge.errors import InvalidInput, Permanent, Retryable
 from snapbridge.security import Secret
 
 __all__ = ["GumroadClient", "OPERATIONS"]
@@ -27,6 +27,9 @@ __all__ = ["GumroadClient", "OPERATIONS"]
 # Loop turns a new request task takes to put its request on the wire (httpx over anyio takes three: pool, lock,
 # send). Fewer and the next page is only asked for once this one is handed on; more cost a loop turn each.
 _TURNS_TO_SEND = 3
+
+# (the error, failures of this page so far: 1, 2, …) → seconds to wait before asking again, or None to give up.
+PageRetryPolicy = Callable[[Retryable, int], float | None]
 
 
 def _resource_name(value: ResourceName | str) -> ResourceName:
@@ -109,6 +112,7 @@ class GumroadClient(ProductsApi):
         product_id: str | None = None,
         email: str | None = None,
         order_id: int | None = None,
+        retry: PageRetryPolicy | None = None,
     ) -> AsyncIterator[Sale]:
         """Every matching sale, page after page by `page_key` (test purchases are never listed).
 
@@ -116,20 +120,42 @@ class GumroadClient(ProductsApi):
         and handed on, so the API works on it while the caller works on these: a backfill of 100,000 sales
         reads 10,000 pages one after the other. Still one request at a time; one page may be read past a
         caller that stops early (its request is cancelled).
+
+        `retry` decides, for a page that failed transiently (Retryable), how long to wait before asking for
+        that same page again, or None to give up; without it the first failure is raised. A cursor that leads
+        back to a page already read is refused (Permanent), so a faulty server cannot make the walk endless.
         """
-        params: dict[str, str] | None = {
+        params: dict[str, str] = {
             name: text for name, value in {
                 "after": after, "before": before, "product_id": product_id, "email": email, "order_id": order_id,
             }.items() if (text := form_value(value)) is not None
         }
+        read: set[frozenset[tuple[str, str]]] = {frozenset(params.items())}
+        failures = 0
         asked: asyncio.Future[tuple[dict[str, object], str]] | None = asyncio.ensure_future(
             self._call("list_sales", params=params))
         try:
             while asked is not None:
-                body, path = await asked
+                try:
+                    body, path = await asked
+                except Retryable as exc:
+                    failures += 1
+                    wait = retry(exc, failures) if retry is not None else None
+                    if wait is None:
+                        raise
+                    await asyncio.sleep(wait)
+                    asked = asyncio.ensure_future(self._call("list_sales", params=params))
+                    continue
+                failures = 0
                 asked = None
-                params = next_page_params(body, params or {}, path=path, operation="gumroad.list_sales")
-                if params is not None:
+                following = next_page_params(body, params, path=path, operation="gumroad.list_sales")
+                if following is not None:
+                    page = frozenset(following.items())
+                    if page in read:
+                        raise Permanent(f"the next page_key {following.get('page_key', '')!r} leads back to a "
+                                        "page already read; stopping", operation="gumroad.list_sales")
+                    read.add(page)
+                    params = following
                     asked = asyncio.ensure_future(self._call("list_sales", params=params))
                     for _ in range(_TURNS_TO_SEND):
                         await asyncio.sleep(0)

@@ -200,6 +200,7 @@ class SnapshotsClient:
     async def _walk(self, name: str, key: str, params: dict[str, str],
                     parse: Callable[[object, str], T]) -> AsyncIterator[T]:
         query: dict[str, str] | None = params
+        sent = {params.get(CURSOR_PARAM)}  # a cursor that comes back (A → B → A) would go round for ever
         while query is not None:
             reply = await self._call(name, params=query)
             body = self._parse(name, reply, None, _json_object)
@@ -210,6 +211,11 @@ class SnapshotsClient:
                 query = next_page_params(body, query, items_key=key)
             except InvalidInput as exc:
                 raise Permanent(f"pagination failed: {exc}", operation=name, status=reply.status) from exc
+            if query is not None:
+                if query[CURSOR_PARAM] in sent:
+                    raise Permanent(f"pagination failed: meta.{CURSOR_PARAM} {query[CURSOR_PARAM]!r} leads back to "
+                                    "a page already read; stopping", operation=name, status=reply.status)
+                sent.add(query[CURSOR_PARAM])
 
     # ---- locations ----------------------------------------------------------------------------------
 
