@@ -4,8 +4,10 @@ Each poller keeps a cursor (the newest timestamp it has seen) and re-reads a tra
 (`overlap`, two days by default), because Gumroad lists sales by creation day only and cannot say what changed.
 Everything read becomes an inbound event with the dedupe key its webhook would have had: a sale read here and
 its `sale` ping are one event, never two, whichever arrives first. A poll reads everything first, then stores the
-events and moves the cursor in ONE transaction: a poll that fails, or crashes half way through storing, leaves
-the cursor where it was, and the next poll stores the same events again, the duplicates recognised by key.
+events oldest first in batches, each batch in one transaction with the cursor moved to its newest timestamp: a
+poll that fails, or crashes half way through storing, leaves the cursor no later than any event it did not store,
+and the next poll stores those again, the duplicates recognised by key. (One transaction per batch, not per poll,
+keeps the write lock short: after a long outage a poll may store thousands of events while webhooks arrive.)
 
 Cursors come from the API's timestamps but never pass our own clock: a sale or location stamped in the future
 (a bad clock, a bad import) would otherwise start every later window after the sales still to come. A page
@@ -271,22 +273,27 @@ class _CursorPoller:
             return newest or now
         return max(filter(None, (cursor, newest)), default=None)
 
-    async def _store_all(self, events: Sequence[NewInboundEvent], cursor: datetime | None, now: datetime
-                         ) -> PollReport:
-        return await asyncio.to_thread(self._commit, events, cursor, now)
+    async def _store_all(self, stamped: Sequence[tuple[datetime | None, NewInboundEvent]], cursor: datetime | None,
+                         now: datetime) -> PollReport:
+        """Store `stamped` (sorted by stamp, the time the cursor follows) and move the cursor along."""
+        return await asyncio.to_thread(self._commit, stamped, cursor, now)
 
-    def _commit(self, events: Sequence[NewInboundEvent], cursor: datetime | None, now: datetime) -> PollReport:
+    def _commit(self, stamped: Sequence[tuple[datetime | None, NewInboundEvent]], cursor: datetime | None,
+                now: datetime) -> PollReport:
         inserted = duplicates = 0
-        with self._store.transaction() as tx:
-            for start in range(0, len(events), self._batch):
-                results = insert_in_order(tx, events[start:start + self._batch])
-                inserted += sum(1 for r in results if not r.duplicate)
-                duplicates += sum(1 for r in results if r.duplicate)
-                if self._on_progress is not None:
-                    self._on_progress(start + len(results), len(events))
-            if cursor is not None:
-                tx.set_cursor(self.name, cursor.isoformat(), now=now)
-        return PollReport(self.name, len(events), inserted, duplicates, cursor.isoformat() if cursor else None)
+        moved = cursor
+        batches = [stamped[i:i + self._batch] for i in range(0, len(stamped), self._batch)] or [[]]
+        for index, batch in enumerate(batches):
+            moved = self._advance(moved, [stamp for stamp, _ in batch if stamp is not None], now)
+            with self._store.transaction() as tx:
+                results = insert_in_order(tx, [event for _, event in batch]) if batch else []
+                if moved is not None:
+                    tx.set_cursor(self.name, moved.isoformat(), now=now)
+            inserted += sum(1 for r in results if not r.duplicate)
+            duplicates += sum(1 for r in results if r.duplicate)
+            if self._on_progress is not None and batch:
+                self._on_progress(min(len(stamped), (index + 1) * self._batch), len(stamped))
+        return PollReport(self.name, len(stamped), inserted, duplicates, moved.isoformat() if moved else None)
 
 
 class GumroadSalesPoller(_CursorPoller):
@@ -307,9 +314,9 @@ class GumroadSalesPoller(_CursorPoller):
         # `after` is a UTC day, inclusive: the window starts at that day's midnight.
         sales = [sale async for sale in self._client.iter_sales(after=since.date(), retry=self._retry)]
         sales.sort(key=lambda s: (s.created_at, s.id))
-        events = [e for sale in sales for e in sale_inbound_events(sale, connection=self._connection, now=now)]
-        moved = self._advance(cursor, [sales[-1].created_at] if sales else [], now)
-        report = await self._store_all(events, moved, now)
+        stamped = [(sale.created_at, e) for sale in sales
+                   for e in sale_inbound_events(sale, connection=self._connection, now=now)]
+        report = await self._store_all(stamped, cursor, now)
         log.info("action=poll poller=%s read=%d inserted=%d", self.name, report.read, report.inserted)
         return report
 
@@ -336,9 +343,9 @@ class SnapshotsLocationsPoller(_CursorPoller):
                 latest[location.location_id] = location
         locations = list(latest.values())
         locations.sort(key=lambda loc: (loc.updated_at or epoch, loc.location_id))
-        events = [location_inbound_event(loc, connection=self._connection, now=now) for loc in locations]
-        moved = self._advance(cursor, [loc.updated_at for loc in locations if loc.updated_at is not None], now)
-        report = await self._store_all(events, moved, now)
+        stamped = [(loc.updated_at, location_inbound_event(loc, connection=self._connection, now=now))
+                   for loc in locations]
+        report = await self._store_all(stamped, cursor, now)
         log.info("action=poll poller=%s read=%d inserted=%d", self.name, report.read, report.inserted)
         return report
 
