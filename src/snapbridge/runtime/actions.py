@@ -31,7 +31,15 @@ from snapbridge.catalog import (
     run_action,
     validate_params,
 )
-from snapbridge.errors import DeliveryError, InvalidInput, Permanent, Retryable, SnapbridgeError
+from snapbridge.errors import (
+    AuthFailed,
+    DeliveryError,
+    InvalidInput,
+    Permanent,
+    Retryable,
+    ScopeMissing,
+    SnapbridgeError,
+)
 from snapbridge.http import RateLimitState, create_client
 from snapbridge.runtime.jobplan import job_plan
 from snapbridge.runtime.local_actions import SegmentChangedHook, run_local_action
@@ -158,23 +166,41 @@ class Connections:
             found = self._open.get(name)
             if found is not None and time.monotonic() - found.loaded < self._cache_seconds:
                 return found.record, found.credential, found.client
-            record = await asyncio.to_thread(self._records.get, name)
-            if record is None:
-                raise InvalidInput(f"no connection named {name!r}; connect it, then replay the job")
-            # Re-reading lets a reconnected credential take effect; the client stays while the URL does.
-            credential = self._vault.decrypt(record.credential, bound_to=f"{record.name}:credential")
-            if found is not None and found.record.base_url == record.base_url:
-                client = found.client
-            else:
-                if found is not None:
-                    await found.client.aclose()
-                client = create_client(record.base_url, allowed_hosts=self._allowed, timeout=self._timeout,
-                                       max_connections=self._max_connections)
-                # httpx's network backend (anyio) loads on first use, tens of ms on a busy host: load it now,
-                # not between a rate-limit token and the request it pays for.
-                await anyio.lowlevel.checkpoint()
-            self._open[name] = _Connected(record, credential, client, time.monotonic())
-            return record, credential, client
+            return await self._load(name, found)
+
+    async def rotated(self, name: str, used: Secret) -> bool:
+        """True when `name`'s stored credential is no longer `used` (replaced within the cache's lifetime, by
+        `connect` or the dashboard, perhaps in another process); the next `get` then gives the new one."""
+        async with self._lock:
+            found = self._open.get(name)
+            if found is not None and found.credential != used:
+                return True  # another job has loaded the new one already
+            try:
+                _, credential, _ = await self._load(name, found)
+            except SnapbridgeError:
+                return False
+            return credential != used
+
+    async def _load(self, name: str, found: _Connected | None
+                    ) -> tuple[ConnectionRecord, Secret, httpx.AsyncClient]:
+        """Read the record and decrypt its credential (the lock is held)."""
+        record = await asyncio.to_thread(self._records.get, name)
+        if record is None:
+            raise InvalidInput(f"no connection named {name!r}; connect it, then replay the job")
+        # Re-reading lets a reconnected credential take effect; the client stays while the URL does.
+        credential = self._vault.decrypt(record.credential, bound_to=f"{record.name}:credential")
+        if found is not None and found.record.base_url == record.base_url:
+            client = found.client
+        else:
+            if found is not None:
+                await found.client.aclose()
+            client = create_client(record.base_url, allowed_hosts=self._allowed, timeout=self._timeout,
+                                   max_connections=self._max_connections)
+            # httpx's network backend (anyio) loads on first use, tens of ms on a busy host: load it now,
+            # not between a rate-limit token and the request it pays for.
+            await anyio.lowlevel.checkpoint()
+        self._open[name] = _Connected(record, credential, client, time.monotonic())
+        return record, credential, client
 
     async def aclose(self) -> None:
         async with self._lock:
@@ -258,9 +284,18 @@ class ActionRunner:
                                       clock=self._clock)
         except SnapbridgeError as exc:
             sent = not isinstance(exc, InvalidInput)  # the runner checks input before it sends anything
-            return Outcome(error=exc, http_status=_status(exc), request_excerpt=prepared.request_excerpt,
+            error = await self._unless_rotated(exc, prepared.job.connection, prepared.credential)
+            return Outcome(error=error, http_status=_status(exc), request_excerpt=prepared.request_excerpt,
                            response_excerpt=_excerpt_of(exc), elapsed_ms=_ms_since(started), sent=sent)
         return _success(result, prepared.request_excerpt, (prepared.credential,))
+
+    async def _unless_rotated(self, error: SnapbridgeError, connection: str, used: Secret) -> SnapbridgeError:
+        """`error`, or a retry at once when the app refused a credential that has been replaced meanwhile (the
+        connections are cached for a minute): the job must not die of a key the user has already fixed."""
+        if not isinstance(error, AuthFailed | ScopeMissing) or not await self._connections.rotated(connection, used):
+            return error
+        return Retryable(f"the credential was replaced while this was sent; sending again with the new one "
+                         f"(refused: {error})", retry_after=0.0, operation=getattr(error, "operation", ""))
 
     async def prepare_batch(self, members: Sequence[ClaimedJob]
                             ) -> tuple[PreparedBatch | None, list[BatchMember]]:
@@ -304,7 +339,8 @@ class ActionRunner:
             result = await run_action(batch.op, batch.params, http=batch.client, credential=batch.credential,
                                       idempotency_key=batch.idempotency_key, clock=self._clock)
         except SnapbridgeError as exc:
-            failed = Outcome(error=exc, http_status=_status(exc), request_excerpt=batch.request_excerpt,
+            error = await self._unless_rotated(exc, batch.members[0][0].connection, batch.credential)
+            failed = Outcome(error=error, http_status=_status(exc), request_excerpt=batch.request_excerpt,
                              response_excerpt=_excerpt_of(exc), elapsed_ms=_ms_since(started), sent=True)
             return [BatchMember(job, failed) for job, _ in batch.members]
         by_id: dict[str, Mapping[str, object]] = {}

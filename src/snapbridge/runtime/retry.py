@@ -4,9 +4,9 @@ Full jitter: the wait is a uniform draw in [0, ceiling], ceiling = base · 2^(at
 which spreads a burst of failures instead of synchronising them. A server's Retry-After is a floor, never
 shortened. The horizon bounds the whole life of a job, counted from its first attempt: a retry that would
 land past it gives up instead, and says whether the server's wait or our own backoff put it there. Anything
-but `Retryable` (auth, scope, validation, not found, bad input, a bug) gives up at once: repeating the same
-request cannot fix it. Every wait is compared with the time left before a datetime is built from it, so a
-Retry-After of any size (1e300, inf) gives up instead of overflowing.
+but `Retryable` and `StoreUnavailable` (auth, scope, validation, not found, bad input, a bug) gives up at
+once: repeating the same request cannot fix it. Every wait is compared with the time left before a datetime is
+built from it, so a Retry-After of any size (1e300, inf) gives up instead of overflowing.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from snapbridge.errors import Retryable
+from snapbridge.errors import Retryable, StoreUnavailable
 from snapbridge.http import MAX_RETRY_AFTER_SECONDS
 
 __all__ = [
@@ -69,12 +69,13 @@ def decide(
         raise ValueError("datetimes must be timezone-aware")
     if attempt < 1:
         raise ValueError("attempt counts from 1")
-    if not isinstance(error, Retryable):
+    # Our own store failing (a lost database connection, SQLite locked past its timeout) is an outage like a 503.
+    if not isinstance(error, Retryable | StoreUnavailable):
         return GiveUp(reason=str(error) or type(error).__name__)
     # Cap the exponent before raising 2 to it: attempt 5000 must not overflow a float.
     ceiling = min(max_delay.total_seconds(), base_delay.total_seconds() * 2.0 ** min(attempt - 1, 60))
     draw = min(max(rand(), 0.0), 1.0)
-    asked = error.retry_after
+    asked = error.retry_after if isinstance(error, Retryable) else None
     if asked is not None and not asked >= 0:  # NaN or negative: no floor at all
         asked = None
     delay = max(asked or 0.0, draw * ceiling)

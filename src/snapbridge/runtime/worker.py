@@ -67,6 +67,7 @@ log = logging.getLogger("snapbridge.worker")
 STORE_RETRY_DELAYS = (0.05, 0.25, 1.0)  # a busy SQLite file or a PostgreSQL failover: try the write again
 MIN_IDLE_SECONDS = 0.01
 THROTTLED_FALLBACK_SECONDS = 1.0  # a 429 without Retry-After (the limiter's interval is not known here)
+STORE_RETRY_SECONDS = 1.0  # a job held back because the rate-limit bucket could not be read comes back then
 # The longest one 429 holds back every job of its connection. An hour, our own longest backoff (MAX_DELAY): a
 # server still refusing after it says so again on the next request, at the cost of one request an hour, while a
 # Retry-After far off by mistake (a date in year 9999, ten days) no longer parks every customer's jobs. The
@@ -279,15 +280,20 @@ class Worker:
 
     async def _listen(self) -> None:
         """PostgreSQL: turn NOTIFYs (new jobs, a key freed in another process) into wake-ups."""
+        lost = False
         while True:
             try:
                 loop = asyncio.get_running_loop()
                 got = await loop.run_in_executor(self._listen_executor, self.store.wait_for_jobs,
                                                  self.config.listen_seconds)
             except StoreUnavailable:
+                # NOTIFYs sent while not listening are gone: claim once now, and once listening again.
+                lost = True
                 await asyncio.sleep(1.0)
+                self.wake()
                 continue
-            if got:
+            if got or lost:
+                lost = False
                 self.wake()
 
     async def _call(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -430,7 +436,12 @@ class Worker:
         """Wait for a token: None once taken, or when to come back if the wait would outlast the lease."""
         budget = ((lease_expires_at - self._clock()).total_seconds() - self.config.lease_reserve_seconds
                   - self.config.settle_margin)
-        wait = await self.limiter.acquire(connection, budget=budget)
+        try:
+            wait = await self.limiter.acquire(connection, budget=budget)
+        except StoreUnavailable as exc:
+            # The shared bucket cannot be read: nothing was sent, so the job comes back soon (not a dead letter).
+            log.warning("action=limiter.unavailable connection=%s error=%s", connection, type(exc).__name__)
+            return self._clock() + timedelta(seconds=STORE_RETRY_SECONDS)
         if wait <= 0:
             return None
         # A block longer than max_throttle (one stored before the cap, an endless bucket) is looked at again then.
@@ -540,7 +551,7 @@ class Worker:
             return
         now = self._clock()
         # Only a retry counts from the first attempt; the guarded path (a bug) must not need the store here.
-        first = await self._first_attempt_at(job) if isinstance(error, Retryable) else None
+        first = await self._first_attempt_at(job) if isinstance(error, Retryable | StoreUnavailable) else None
         decision = decide(error, job.attempt, now, self._rand, horizon=self.config.horizon,
                           first_attempt_at=first, base_delay=self.config.base_delay,
                           max_delay=self.config.max_delay)
