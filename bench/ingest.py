@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gc-tuned", action="store_true",
                         help="once the servers are up, freeze what startup allocated out of the collector's reach "
                              "and collect the youngest generation every 10,000 allocations, not 700 (what a "
-                             "long-running service can do; snapbridge serve does not yet)")
+                             "long-running service does; snapbridge serve and worker do it once started)")
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
     kinds = args.kinds.split(",")
