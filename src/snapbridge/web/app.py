@@ -44,7 +44,8 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     if status == 404:
         return not_found()  # the same body a wrong webhook secret gets
     headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else None
-    return JSONResponse({"error": exc.detail if isinstance(exc, HTTPException) else "error"},
+    # The API's error shape (an empty list of problems), which dashboard clients ignore.
+    return JSONResponse({"error": exc.detail if isinstance(exc, HTTPException) else "error", "problems": []},
                         status_code=status, headers=headers)
 
 

@@ -89,6 +89,6 @@ class WebGuard:
         return capped
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
-        response = JSONResponse({"error": message}, status_code=status,
+        response = JSONResponse({"error": message, "problems": []}, status_code=status,
                                 headers={k.decode(): v.decode() for k, v in _ALWAYS})
         await response(scope, receive, send)

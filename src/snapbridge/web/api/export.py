@@ -19,9 +19,12 @@ CSV_COLUMNS = ("id", "connection", "email", "name", "plan", "location_id", "time
 
 
 def csv_cell(value: object) -> str:
-    """One cell's text: empty for None, ISO for times, and a leading quote where a spreadsheet would compute."""
+    """One cell's text: empty for None, ISO for times, numbers as they are, and a leading quote on text a
+    spreadsheet would compute."""
     if value is None:
         return ""
+    if isinstance(value, int | float):
+        return str(value)  # a number is never a formula, and "'-500" would no longer sum as one
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, tuple | list):

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, m
 
 from snapbridge.errors import InvalidInput
 from snapbridge.runtime import check_webhook_key
-from snapbridge.web.api.params import as_utc
+from snapbridge.security import MIN_PASSWORD_LENGTH
+from snapbridge.web.api.params import INSTANT_EXAMPLE, as_utc
 
 __all__ = [
     "ApiTokenCreated",
@@ -281,6 +282,14 @@ class ReplayFilterIn(_In):
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
 
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _text_only(cls, value: object) -> object:
+        # Lax parsing would read a number as Unix seconds or milliseconds, by its size; the document says text.
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"an ISO 8601 date-time string such as {INSTANT_EXAMPLE}")
+        return value
+
     @field_validator("since", "until")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
@@ -357,7 +366,7 @@ class RunTestOut(BaseModel):
 
 class UserIn(_In):
     username: str = Field(min_length=1, max_length=100)
-    password: str = Field(min_length=1, max_length=1000)
+    password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=1000)
     role: Literal["admin", "viewer"] = "viewer"
 
 

@@ -73,6 +73,9 @@ def openapi_document(table: Sequence[Endpoint]) -> dict[str, Any]:
                            ("404", "not found"), ("413", "body too large"), ("422", "invalid input"),
                            ("503", "store unavailable")):
             responses[code] = {"description": text, "content": {"application/json": {"schema": error_ref}}}
+        if e.body is not None:
+            responses["415"] = {"description": "the body is not sent as application/json",
+                                "content": {"application/json": {"schema": error_ref}}}
         if e.method == "POST" and e.body is not None:  # a name another object (maybe another team's) holds
             responses["409"] = {"description": "conflict: the name is taken",
                                 "content": {"application/json": {"schema": error_ref}}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,9 +12,13 @@ from starlette.requests import Request
 
 from snapbridge.web.api.context import ApiProblem
 
-__all__ = ["Query", "as_utc", "parse_instant", "query_choice", "query_int", "query_window"]
+__all__ = ["INSTANT_EXAMPLE", "Query", "as_utc", "parse_instant", "query_choice", "query_int", "query_window"]
 
 INSTANT_EXAMPLE = "2025-03-01T12:00:00Z"
+_INTEGER = re.compile(r"-?[0-9]{1,30}")
+# A '+' written unencoded in a query string arrives as a space: "12:00:00 02:00" was meant as "12:00:00+02:00".
+_OFFSET_AS_SPACE = re.compile(r"^(\d{4}-?\d{2}-?\d{2}[T ]\d{2}(?::?\d{2}(?::?\d{2}(?:[.,]\d+)?)?)?) "
+                              r"(\d{2}(?::?\d{2})?)$", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -49,9 +54,11 @@ def as_utc(value: datetime) -> datetime:
 
 
 def parse_instant(text: str) -> datetime:
-    """An ISO 8601 date or date-time as an aware UTC datetime: a date is its midnight, no offset means UTC."""
+    """An ISO 8601 date or date-time as an aware UTC datetime: a date is its midnight, no offset means UTC.
+    RFC 3339's lower-case t and z are read too."""
+    text = _OFFSET_AS_SPACE.sub(r"\1+\2", text.strip().upper())
     try:
-        return as_utc(datetime.fromisoformat(text.strip()))
+        return as_utc(datetime.fromisoformat(text))
     except ValueError:
         raise ValueError(f"not an ISO 8601 date-time such as {INSTANT_EXAMPLE}") from None
 
@@ -60,11 +67,10 @@ def query_int(request: Request, q: Query, default: int | None) -> int | None:
     raw = request.query_params.get(q.name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiProblem(422, f"{q.name} must be an integer", [{"path": q.name, "message": "not an integer"}]) \
-            from None
+    # int() would also take " 1", "1_0" and other scripts' digits; the document says an integer.
+    if not _INTEGER.fullmatch(raw):
+        raise ApiProblem(422, f"{q.name} must be an integer", [{"path": q.name, "message": "not an integer"}])
+    value = int(raw)
     if (q.minimum is not None and value < q.minimum) or (q.maximum is not None and value > q.maximum):
         raise ApiProblem(422, f"{q.name} must be between {q.minimum} and {q.maximum}",
                          [{"path": q.name, "message": "out of range"}])

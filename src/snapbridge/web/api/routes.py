@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import Receive, Scope, Send
 
 from snapbridge.errors import InvalidInput, StoreUnavailable, VaultError
 from snapbridge.security import Role, new_api_token, token_digest
@@ -51,7 +52,47 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    # Parsers disagree on which of two values for one key wins (a proxy may check one, we would use the other).
+    out: dict[str, object] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _nul_paths(value: object, loc: tuple[int | str, ...] = ()) -> Iterator[str]:
+    """Where the parsed JSON holds a NUL character: PostgreSQL refuses it in text, SQLite keeps it."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield _loc(loc)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                yield _loc(loc)
+            yield from _nul_paths(item, (*loc, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _nul_paths(item, (*loc, i))
+
+
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+NUL_MESSAGE = "holds a NUL character"
+
+
 async def _body(request: Request, model: type[BaseModel]) -> BaseModel:
+    if not _is_json(request.headers.get("content-type")):
+        # A form or text/plain is what a page elsewhere can send without asking; and the document says JSON.
+        raise ApiProblem(415, "send the body as JSON, with Content-Type: application/json")
     try:
         raw = await read_body(request, MAX_JSON_BYTES)  # refuses by Content-Length before reading
     except InvalidInput as exc:
@@ -59,11 +100,16 @@ async def _body(request: Request, model: type[BaseModel]) -> BaseModel:
     if raw is None:
         raise ApiProblem(413, f"the body is over {MAX_JSON_BYTES} bytes")
     try:
-        data = json.loads(raw or b"null")
+        data = json.loads(raw or b"null", object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise ApiProblem(400, f"the body has the key {str(exc)[:40]!r} more than once") from None
     except RecursionError:
         raise ApiProblem(400, "the body is nested too deeply") from None
     except ValueError:  # not JSON, not UTF-8, or a number with more digits than Python reads
         raise ApiProblem(400, "the body is not JSON") from None
+    nul = list(_nul_paths(data))
+    if nul:
+        raise ApiProblem(422, "the body is not valid", [{"path": p, "message": NUL_MESSAGE} for p in nul])
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -76,8 +122,15 @@ def _wrap(ctx: WebContext, endpoint: Endpoint) -> Callable[[Request], Awaitable[
         try:
             principal = ctx.principal(request)
             if principal is None:
-                return _error(401, "sign in or send an API token: Authorization: Bearer <token>")
-            if request.method != "GET" and not ctx.csrf_ok(principal, request.headers.get(CSRF_HEADER)):
+                return _error(401, "sign in or send an API token: Authorization: Bearer <token>",
+                              headers={"WWW-Authenticate": 'Bearer realm="snapbridge"'})
+            if any("\x00" in str(v) for v in request.path_params.values()):
+                return _error(404, "not found")  # no name holds one; PostgreSQL would refuse to look
+            nul = sorted({k for k, v in request.query_params.multi_items() if "\x00" in v})
+            if nul:
+                return _error(422, f"{nul[0]} {NUL_MESSAGE}", [{"path": k, "message": NUL_MESSAGE} for k in nul])
+            # HEAD is GET without the body (Starlette routes it to the same handler): neither changes anything.
+            if request.method not in ("GET", "HEAD") and not ctx.csrf_ok(principal, request.headers.get(CSRF_HEADER)):
                 return _error(403, f"missing or wrong CSRF token (header {CSRF_HEADER})")
             if endpoint.admin and not principal.is_admin:
                 return _error(403, "this needs the admin role")
@@ -102,7 +155,8 @@ def _wrap(ctx: WebContext, endpoint: Endpoint) -> Callable[[Request], Awaitable[
 
 INSTANT = "ISO 8601 date-time, e.g. 2025-03-01T12:00:00Z (no offset: UTC)"
 RUN_QUERY = (
-    Query("status", "string", "one of " + ", ".join(s.value for s in RunStatus)),
+    Query("status", "string", "one of " + ", ".join(s.value for s in RunStatus),
+          choices=tuple(s.value for s in RunStatus)),
     Query("workflow", "string", "workflow name"),
     Query("customer", "string", "customer key (email)"),
     Query("before_id", "integer", "only runs older than this id (paging)", 1, 2**62),
@@ -234,7 +288,7 @@ def endpoints(ctx: WebContext) -> list[Endpoint]:
             status = RunStatus(status_text) if status_text else None
         except ValueError:
             known = ", ".join(s.value for s in RunStatus)
-            raise ApiProblem(422, f"unknown status {status_text!r}; known: {known}",
+            raise ApiProblem(422, f"unknown status {(status_text or '')[:40]!r}; known: {known}",
                              [{"path": "status", "message": "unknown status"}]) from None
         since, until = query_window(r.query_params)
         runs = ops(p).runs(status=status, workflow=r.query_params.get("workflow") or None,
@@ -355,6 +409,15 @@ def endpoints(ctx: WebContext) -> list[Endpoint]:
     ]
 
 
+class _AnyMethod:
+    def __init__(self, handler: Callable[[Request], Awaitable[Response]]) -> None:
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.handler(Request(scope, receive))
+        await response(scope, receive, send)
+
+
 def api_routes(ctx: WebContext) -> list[BaseRoute]:
     table = endpoints(ctx)
     document = openapi_document(table)
@@ -364,4 +427,24 @@ def api_routes(ctx: WebContext) -> list[BaseRoute]:
 
     routes: list[BaseRoute] = [Route(API_PREFIX + "/openapi.json", serve_openapi, methods=["GET"])]
     routes.extend(Route(API_PREFIX + e.path, _wrap(ctx, e), methods=[e.method]) for e in table)
+    known = list(routes)
+
+    async def unmatched(request: Request) -> Response:
+        """Anything else under the prefix, in the API's error shape: 405 with Allow for a known path, else
+        404 (a trailing slash is not redirected: the redirect's absolute URL can drop the scheme, and with it
+        the token)."""
+        allowed = sorted({m for r in known if isinstance(r, Route) and r.methods
+                          and r.matches(request.scope)[0] is Match.PARTIAL for m in r.methods})
+        if allowed:
+            return _error(405, f"{request.method} is not allowed here; allowed: {', '.join(allowed)}",
+                          headers={"Allow": ", ".join(allowed)})
+        path = request.url.path[:300]
+        trimmed = path.rstrip("/")
+        if trimmed != path and any(isinstance(r, Route) and r.path_regex.match(trimmed) for r in known):
+            return _error(404, f"no endpoint at {path}; did you mean {trimmed}?")
+        return _error(404, f"no endpoint at {path}; see {API_PREFIX}/openapi.json")
+
+    # After the table, so these take only what it leaves; as an ASGI app (not a function) a route takes every method.
+    routes.append(Route(API_PREFIX, _AnyMethod(unmatched)))
+    routes.append(Route(API_PREFIX + "/{rest:path}", _AnyMethod(unmatched)))
     return routes
