@@ -14,6 +14,8 @@ Rules (DESIGN "Derive"; workflows issue §1):
 - Test purchases (test=true) and Gumroad's settings-page test ping derive nothing; the note says why.
 - Only sales create a profile: a refund or membership event for an unknown email is derived without one.
 - Lifetime value is USD cents: every sale adds its price, a full refund takes it off again (never below 0).
+  A sale already fully refunded when derived (its refund was derived first, or `refunded`: the API said so)
+  adds nothing and counts its refund, so the refund's own event, in either order, takes nothing off twice.
 - Order by event time, not arrival: profile fields carry the time of the event that set them, and an older
   event that arrives late fills only fields still empty (counters and activity still count it).
 - Whenever the profile changes, segments are evaluated at `now`; a change adds customer.segment_changed.
@@ -155,16 +157,18 @@ def derive(
     *,
     email: str | None = None,
     segments: Sequence[SegmentRule] = DEFAULT_SEGMENTS,
+    refunded: bool = False,
 ) -> Derivation:
     """The derivation of one inbound event; `email` overrides the event's own (see `subject_email`).
 
-    `state` is the profile found for that email (or, for an email change, under the old one).
+    `state` is the profile found for that email (or, for an email change, under the old one). `refunded`: the
+    sale, read back from the API, is fully refunded by now.
     """
     if now.tzinfo is None:
         raise InvalidInput("derive needs a timezone-aware time")
     who = normalise_email(email) or subject_email(event)
     if isinstance(event, SaleEvent):
-        result = _sale_family(inbound_id, event, state, who)
+        result = _sale_family(inbound_id, event, state, who, refunded=refunded)
     elif isinstance(event, SubscriptionEvent):
         result = _subscription(inbound_id, event, state, who, now)
     elif isinstance(event, CustomerUpdateEvent):
@@ -282,8 +286,8 @@ def _sale_model(event: SaleEvent, email: str) -> Sale:
     )
 
 
-def _sale_family(inbound_id: str, event: SaleEvent, state: ProfileState | None, email: str | None
-                 ) -> Derivation:
+def _sale_family(inbound_id: str, event: SaleEvent, state: ProfileState | None, email: str | None, *,
+                 refunded: bool = False) -> Derivation:
     if event.is_test_ping:
         return Derivation(None, ignored=True, note="Gumroad's settings-page test ping: no derived events")
     if event.test:
@@ -291,7 +295,7 @@ def _sale_family(inbound_id: str, event: SaleEvent, state: ProfileState | None, 
     if email is None:
         return Derivation(None, ignored=True, note=f"sale {event.sale_id} has no email to key a customer by")
     if event.resource_name is ResourceName.SALE:
-        return _purchase(inbound_id, event, state, email)
+        return _purchase(inbound_id, event, state, email, refunded=refunded or event.refunded)
     profile = state.profile if state else None
     customer = _customer(profile, email)
     sale = _sale_model(event, email)
@@ -312,8 +316,10 @@ def _sale_family(inbound_id: str, event: SaleEvent, state: ProfileState | None, 
     return Derivation(None, (dispute,), email=email)
 
 
-def _purchase(inbound_id: str, event: SaleEvent, state: ProfileState | None, email: str) -> Derivation:
+def _purchase(inbound_id: str, event: SaleEvent, state: ProfileState | None, email: str, *,
+              refunded: bool = False) -> Derivation:
     at = event.sale_timestamp
+    refund_key = f"refund:{event.sale_id}"
     country, code = _country(event)
     plan = _plan_of(event)
     seen = {"name": event.full_name, "purchaser_id": event.purchaser_id, "country": country,
@@ -321,10 +327,11 @@ def _purchase(inbound_id: str, event: SaleEvent, state: ProfileState | None, ema
     if state is None:
         profile = CustomerProfile(
             email=email, name=event.full_name, plan=plan, purchaser_id=event.purchaser_id, country=country,
-            country_code=code, purchase_count=1, lifetime_value_cents=event.price.cents, first_seen_at=at,
-            last_activity_at=at,
+            country_code=code, purchase_count=1, lifetime_value_cents=0 if refunded else event.price.cents,
+            first_seen_at=at, last_activity_at=at,
         )
-        new_state = ProfileState(profile, identity_as_of=at, counted=(f"sale:{event.sale_id}",))
+        first_keys = (f"sale:{event.sale_id}", *((refund_key,) if refunded else ()))
+        new_state = ProfileState(profile, identity_as_of=at, counted=first_keys)
         base = _envelope(inbound_id, "customer.created", at)
         customer = _customer(profile, email)
         sale = _sale_model(event, email)
@@ -340,8 +347,13 @@ def _purchase(inbound_id: str, event: SaleEvent, state: ProfileState | None, ema
     }
     if not state.has_counted(key):
         update["purchase_count"] = before.purchase_count + 1
-        update["lifetime_value_cents"] = before.lifetime_value_cents + event.price.cents
         counted = state.count(key)
+        if refunded and not state.has_counted(refund_key):
+            # Refunded before we counted it: its value never arrives, and its refund must not take it off.
+            counted = (*counted, refund_key)[-MAX_COUNTED:]
+        else:
+            # Not refunded, or its refund already took the price off: the sale puts it back.
+            update["lifetime_value_cents"] = before.lifetime_value_cents + event.price.cents
     newer = _newer(at, state.identity_as_of)
     for name, value in seen.items():
         # A newer event overwrites what it knows; an older one only fills what nobody set yet.

@@ -4,13 +4,19 @@ One pass takes the oldest pending events. Gumroad webhooks are first confirmed b
 subscriber with the connection's token (verify-by-fetch, unless the connection turned it off); an object Gumroad
 does not know rejects the event, with the reason, before any job exists. A read that fails for another reason
 (network, 5xx, auth) leaves the event pending and holds back that connection's later events until the next pass,
-so one customer's events are still derived in order. Poll results came from the API and are not read again.
+so one customer's events are still derived in order; the pass sends none of that connection's other reads, and
+after a Retry-After no pass asks it again before then. A pass looks past a held connection's events (up to
+`_WINDOW_PASSES` batches) so that they never starve the other connections' events behind them. Poll results
+came from the API and are not read again.
 
 Then ONE store transaction per pass, the transactional outbox: for each event, save the profile, create a run
 per triggered workflow and enqueue its planned steps, and mark the event derived (or ignored, or rejected). A
 crash before the commit leaves every event pending; the planner's idempotency keys and the store's one run per
 (inbound event, workflow) make a second derivation of an event add no run and no job. Workers are woken after
-the commit (PostgreSQL: the NOTIFY the store sends; in process: `on_jobs`).
+the commit (PostgreSQL: the NOTIFY the store sends; in process: `on_jobs`). On PostgreSQL the transactions of
+all derivers take turns on one lock (`_DERIVE_LOCK`), so each takes the oldest pending events there are and
+reads the profiles the one before it wrote: no customer created twice, no sale counted on a stale profile, one
+customer's jobs in the order of their events, whatever the batch or window of each deriver.
 
 An event the deriver cannot process (a bug, or a value the database cannot hold) must not stop the events after
 it: when a pass fails for any reason but a store outage, its events are derived again one at a time, each in its
@@ -29,7 +35,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from snapbridge.connectors.gumroad import (
@@ -99,6 +105,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _VERIFIED_SOURCES = frozenset({EventSource.GUMROAD, EventSource.REPLAY})
+_DERIVE_LOCK = "snapbridge:derive"  # the key all derivers' write transactions take turns on (PostgreSQL)
+_WINDOW_PASSES = 20  # how many batches a pass reads at most to find events past held connections'
+_MAX_HOLD = timedelta(hours=1)  # a Retry-After longer than this is taken as this
 
 
 @dataclass(frozen=True)
@@ -175,6 +184,7 @@ class _Item:
     reject: str | None = None  # a reason: the event is marked rejected
     waiting: bool = False  # left pending for a later pass
     rekey: str | None = None  # the key it takes when derived; an event holding it already makes this a repeat
+    refunded: bool = False  # the API says the sale is fully refunded by now
 
 
 Key = tuple[str, str]  # (profile connection, email)
@@ -204,6 +214,8 @@ class Deriver:
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._parsed: dict[tuple[int, str], tuple[str, Workflow | None]] = {}
+        # Connections whose API asked us (Retry-After) not to read again before then.
+        self._held_until: dict[str, datetime] = {}
 
     # ---- the loop -------------------------------------------------------------------------------------------
 
@@ -260,26 +272,50 @@ class Deriver:
 
         StoreUnavailable leaves them pending. Any other failure derives them again one at a time (`_one_by_one`).
         """
-        rows = await asyncio.to_thread(self._store.pending_events, self._config.batch_size)
+        held = self._held(self._clock())
+        rows, window = await asyncio.to_thread(self._pending, held)
         if not rows:
             return DeriveReport()
         workflows, routes = await asyncio.to_thread(self._routing)
         items: list[_Item] | None = None
         try:
-            items = await self._prepare(rows, routes)
-            report = await asyncio.to_thread(self._commit, items, workflows, routes, self._clock())
+            items = await self._prepare(rows, routes, set(held))
+            report = await asyncio.to_thread(self._commit, items, workflows, routes, self._clock(), window)
         except StoreUnavailable:
             raise
         except Exception as exc:
             log.error("action=derive_isolating events=%d first_event=%d error=%s", len(rows), rows[0].id,
                       type(exc).__name__)
-            report = await self._one_by_one(rows, items, workflows, routes)
+            report = await self._one_by_one(rows, items, workflows, routes, window, set(held))
         if report.jobs and self._on_jobs is not None:
             self._on_jobs()
         return report
 
+    def _held(self, now: datetime) -> frozenset[str]:
+        """The connections still inside a Retry-After; the ones whose time is up are forgotten."""
+        self._held_until = {c: until for c, until in self._held_until.items() if until > now}
+        return frozenset(self._held_until)
+
+    def _pending(self, held: frozenset[str]) -> tuple[list[InboundEvent], int]:
+        """The oldest pending events, and how many were asked for (the window the transaction locks).
+
+        A batch of mostly held connections' events is read further, so that the others behind them are
+        derived; at most `_WINDOW_PASSES` batches.
+        """
+        batch = self._config.batch_size
+        window = batch
+        while True:
+            rows = self._store.pending_events(window)
+            usable = [index for index, row in enumerate(rows) if row.connection not in held]
+            if len(usable) >= batch:
+                # No more than a batch to derive, however far it had to look (held ones cost no work).
+                return rows[:usable[batch - 1] + 1], window
+            if len(rows) < window or window >= batch * _WINDOW_PASSES:
+                return rows, window
+            window = min(window * 4, batch * _WINDOW_PASSES)
+
     async def _one_by_one(self, rows: Sequence[InboundEvent], items: Sequence[_Item] | None, workflows: _Workflows,
-                          routes: _Routes) -> DeriveReport:
+                          routes: _Routes, window: int, held: set[str]) -> DeriveReport:
         """The pass again, each event in its own transaction, in order; an event that fails alone is rejected.
 
         `items`: the pass's events already parsed and verified, when that part succeeded (they are not asked
@@ -287,14 +323,13 @@ class Deriver:
         events as in a whole pass. A store outage stops here, leaving this event and the rest pending.
         """
         total = DeriveReport()
-        held: set[str] = set()
         for index, row in enumerate(rows):
             try:
                 item = items[index] if items is not None else (await self._prepare([row], routes, held))[0]
                 if item.waiting:
                     total += DeriveReport(waiting=1)
                     continue
-                total += await asyncio.to_thread(self._commit, [item], workflows, routes, self._clock())
+                total += await asyncio.to_thread(self._commit, [item], workflows, routes, self._clock(), window)
             except StoreUnavailable:
                 if total.jobs and self._on_jobs is not None:
                     self._on_jobs()  # what did commit is delivered meanwhile
@@ -302,13 +337,14 @@ class Deriver:
             except Exception as exc:
                 log.error("action=derive_event_rejected event=%d connection=%s error=%s", row.id, row.connection,
                           type(exc).__name__)
-                total += await asyncio.to_thread(self._reject, row, _failure_note(exc), self._clock())
+                total += await asyncio.to_thread(self._reject, row, _failure_note(exc), self._clock(), window)
         return total
 
-    def _reject(self, row: InboundEvent, note: str, now: datetime) -> DeriveReport:
+    def _reject(self, row: InboundEvent, note: str, now: datetime, window: int) -> DeriveReport:
         """Mark one event rejected in its own transaction, unless another deriver took it meanwhile."""
         with self._store.transaction(relaxed=True) as tx:
-            if row.id not in {r.id for r in tx.pending_events(self._config.batch_size)}:
+            tx.lock_key(_DERIVE_LOCK)
+            if row.id not in {r.id for r in tx.pending_events(window)}:
                 return DeriveReport()
             tx.mark_events([EventMark(row.id, EventStatus.REJECTED, note)], now=now)
         return DeriveReport(rejected=1)
@@ -342,24 +378,32 @@ class Deriver:
                        ) -> list[_Item]:
         """Parse every row and verify the Gumroad webhooks (reads run concurrently, results apply in order).
 
-        `held`: connections whose verification failed earlier in this pass (their events wait); it grows.
-        An error that is not ours (a bug) is raised once every read has ended.
+        `held`: connections whose verification failed earlier in this pass, or that are inside a Retry-After
+        (their events wait, unread); it grows. An error that is not ours (a bug) is raised once every read has
+        ended.
         """
+        if held is None:
+            held = set()  # connections whose verification failed in this pass: their later events wait
         items = [self._parse(row, routes) for row in rows]
         gate = asyncio.Semaphore(self._config.verify_concurrency)
+        failed = set(held)  # once one read of a connection failed, its reads not yet sent are not sent
 
         async def check(item: _Item) -> ApiSale | ApiSubscriber | Exception | None:
             assert isinstance(item.parsed, GumroadEvent)
+            connection = item.row.connection
             async with gate:
+                if connection in failed:
+                    return _NOT_ASKED
                 try:
                     return await self._verify(item.row, item.parsed)
                 except Exception as exc:  # rejected, or could not ask: decided below, in order
+                    if isinstance(exc, SnapbridgeError) and not isinstance(exc, WebhookRejected):
+                        failed.add(connection)
+                        self._hold(connection, exc)
                     return exc
 
-        to_check = [item for item in items if self._needs_check(item)]
+        to_check = [item for item in items if self._needs_check(item) and item.row.connection not in held]
         outcomes = dict(zip((id(i) for i in to_check), await asyncio.gather(*map(check, to_check)), strict=True))
-        if held is None:
-            held = set()  # connections whose verification failed in this pass: their later events wait
         for item in items:
             if item.parsed is None or item.reject is not None:
                 continue
@@ -367,6 +411,10 @@ class Deriver:
                 item.waiting = True
                 continue
             outcome = outcomes.get(id(item))
+            if isinstance(outcome, _NotAsked):
+                held.add(item.row.connection)
+                item.waiting = True
+                continue
             if isinstance(outcome, Exception) and not isinstance(outcome, SnapbridgeError):
                 raise outcome
             if isinstance(outcome, WebhookRejected):
@@ -380,7 +428,15 @@ class Deriver:
             else:
                 item.email = subject_email(item.parsed, outcome)
                 item.rekey = _refund_key(item.row, item.parsed, outcome)
+                item.refunded = isinstance(outcome, ApiSale) and outcome.refunded
         return items
+
+    def _hold(self, connection: str, error: SnapbridgeError) -> None:
+        """Remember a Retry-After: the connection is not read again before it is up."""
+        wait = error.retry_after if isinstance(error, Retryable) else None
+        if wait is not None and wait > 0:
+            until = self._clock() + min(timedelta(seconds=wait), _MAX_HOLD)
+            self._held_until[connection] = max(until, self._held_until.get(connection, until))
 
     @staticmethod
     def _parse(row: InboundEvent, routes: _Routes) -> _Item:
@@ -413,15 +469,15 @@ class Deriver:
 
     # ---- the transaction --------------------------------------------------------------------------------------
 
-    def _commit(self, items: Sequence[_Item], workflows: _Workflows, routes: _Routes, now: datetime
-                ) -> DeriveReport:
+    def _commit(self, items: Sequence[_Item], workflows: _Workflows, routes: _Routes, now: datetime,
+                window: int) -> DeriveReport:
         """Derive and plan first, then write it all in one transaction.
 
         Planning (rendering every step's mappings) is most of the work, so it runs before the write transaction
         begins, on the profiles as read then; SQLite's single writer (the receiver's commits) is held only for
         the writes. Inside, each profile is read again under lock: a customer whose profile changed meanwhile (a
         workflow step, another deriver), or who shares the pass with an event another deriver took, is derived
-        again there, from what is current.
+        again there, from what is current; so is every event of the pass when the workflows changed meanwhile.
         """
         todo = [i for i in items if not i.waiting and i.reject is None and i.parsed is not None]
         keys = sorted({k for k in map(_key, todo) if k is not None})
@@ -430,13 +486,21 @@ class Deriver:
         counts = {"derived": 0, "ignored": 0, "rejected": 0, "waiting": 0, "runs": 0, "jobs": 0}
         # Relaxed: a pass lost in a power cut leaves its events pending, derived again under the same keys.
         with self._store.transaction(relaxed=True) as tx:
+            # Derivers take turns (PostgreSQL), so the events locked below are the oldest pending ones and the
+            # profiles read are those the previous deriver wrote.
+            tx.lock_key(_DERIVE_LOCK)
             # Locked (PostgreSQL) and re-read: an event another deriver took meanwhile is not ours any more.
-            live = {row.id for row in tx.pending_events(self._config.batch_size)}
+            live = {row.id for row in tx.pending_events(window)}
             # Every profile of the pass locked in one order, so two derivers cannot deadlock on them.
             fresh = tx.get_profiles(keys)
             stale = {k for k in keys if fresh.get(k) != seen.get(k)}
             stale |= {k for i in todo if i.row.id not in live and (k := _key(i)) is not None}
-            if stale:
+            current = self._parse_all(tx.list_workflows(enabled_only=True))
+            if current != workflows:
+                # A workflow edited, enabled or disabled while the pass verified and planned: plan all again.
+                workflows = current
+                drafts.update(self._draft([i for i in todo if i.row.id in live], fresh, workflows, now))
+            elif stale:
                 again = [i for i in todo if i.row.id in live and _key(i) in stale]
                 drafts.update(self._draft(again, fresh, workflows, now))
             outbox = _Outbox(now=now)
@@ -474,7 +538,7 @@ class Deriver:
             state = states.get(key) if key else None
             try:
                 result = derive(str(item.row.id), item.parsed, state, now, email=item.email,
-                                segments=self._config.segments)
+                                segments=self._config.segments, refunded=item.refunded)
                 profile = result.state.profile if result.state else state.profile if state else None
                 plans = tuple(_plans(result.events, profile, workflows.get(item.workspace, ())))
             except (InvalidInput, ValueError) as exc:  # pydantic's ValidationError is a ValueError
@@ -655,6 +719,13 @@ def _refund_key(row: InboundEvent, event: Inbound, truth: ApiSale | ApiSubscribe
         return None  # a poll is keyed by the refundable amount it read already
     key = refund_state_key(event.dedupe_key, truth) if isinstance(truth, ApiSale) else event.dedupe_key
     return None if key == row.dedupe_key else key
+
+
+class _NotAsked(Exception):
+    """The outcome of a read not sent: an earlier read of its connection failed in this pass."""
+
+
+_NOT_ASKED = _NotAsked()
 
 
 def _failure_note(exc: Exception) -> str:

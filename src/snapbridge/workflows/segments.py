@@ -137,7 +137,8 @@ def refresh_segments(
     The event id is derived from the inbound event, so deriving the same inbound event twice gives one event.
     """
     segments = evaluate_segments(profile, rules, now)
-    if segments == profile.segments:
+    if set(segments) == set(profile.segments):
+        # Membership, not order: segments stored in another order (rules reordered since) are no change.
         return profile, None
     entered = [name for name in segments if name not in profile.segments]
     left = [name for name in profile.segments if name not in segments]
