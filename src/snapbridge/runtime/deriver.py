@@ -2,7 +2,8 @@
 
 One pass takes the oldest pending events. Gumroad webhooks are first confirmed by re-reading the sale or
 subscriber with the connection's token (verify-by-fetch, unless the connection turned it off); an object Gumroad
-does not know rejects the event, with the reason, before any job exists. A read that fails for another reason
+does not know rejects the event, with the reason, before any job exists (once the ping is NOT_FOUND_GRACE old:
+before that it waits, as its API may lag its pings). A read that fails for another reason
 (network, 5xx, auth) leaves the event pending and holds back that connection's later events until the next pass,
 so one customer's events are still derived in order; the pass sends none of that connection's other reads, and
 after a Retry-After no pass asks it again before then. A pass looks past a held connection's events (up to
@@ -49,7 +50,14 @@ from snapbridge.connectors.gumroad import (
 )
 from snapbridge.connectors.gumroad import Sale as ApiSale
 from snapbridge.connectors.gumroad import Subscriber as ApiSubscriber
-from snapbridge.errors import InvalidInput, Retryable, SnapbridgeError, StoreUnavailable, WebhookRejected
+from snapbridge.errors import (
+    InvalidInput,
+    NotFound,
+    Retryable,
+    SnapbridgeError,
+    StoreUnavailable,
+    WebhookRejected,
+)
 from snapbridge.runtime.derive import (
     Derivation,
     Inbound,
@@ -98,6 +106,7 @@ __all__ = [
     "GumroadAccess",
     "GumroadLink",
     "JobPlan",
+    "NOT_FOUND_GRACE",
     "PLAN_KEY",
     "job_plan",
 ]
@@ -108,6 +117,7 @@ _VERIFIED_SOURCES = frozenset({EventSource.GUMROAD, EventSource.REPLAY})
 _DERIVE_LOCK = "snapbridge:derive"  # the key all derivers' write transactions take turns on (PostgreSQL)
 _WINDOW_PASSES = 20  # how many batches a pass reads at most to find events past held connections'
 _MAX_HOLD = timedelta(hours=1)  # a Retry-After longer than this is taken as this
+NOT_FOUND_GRACE = timedelta(minutes=2)  # how long a ping's sale may be unknown to the API before it is refused
 
 
 @dataclass(frozen=True)
@@ -417,7 +427,11 @@ class Deriver:
                 continue
             if isinstance(outcome, Exception) and not isinstance(outcome, SnapbridgeError):
                 raise outcome
-            if isinstance(outcome, WebhookRejected):
+            if isinstance(outcome, WebhookRejected) and self._maybe_not_yet_readable(item.row, outcome):
+                log.warning("action=verify_not_found_yet event=%d connection=%s", item.row.id, item.row.connection)
+                held.add(item.row.connection)
+                item.waiting = True
+            elif isinstance(outcome, WebhookRejected):
                 item.reject = f"verify-by-fetch: {outcome}"
             elif isinstance(outcome, SnapbridgeError):
                 # Network, 5xx, auth, a malformed answer: not the event's fault, so it waits and is asked again.
@@ -430,6 +444,12 @@ class Deriver:
                 item.rekey = _refund_key(item.row, item.parsed, outcome)
                 item.refunded = isinstance(outcome, ApiSale) and outcome.refunded
         return items
+
+    def _maybe_not_yet_readable(self, row: InboundEvent, rejected: WebhookRejected) -> bool:
+        """A sale the API does not know yet, for a ping received moments ago: asked again on a later pass. Gumroad
+        sends pings from a background job after the sale commits, but its API may read a replica a little behind
+        (UNCONFIRMED); rejecting at once would drop a real sale for good, so only after NOT_FOUND_GRACE."""
+        return isinstance(rejected.__cause__, NotFound) and self._clock() - row.received_at < NOT_FOUND_GRACE
 
     def _hold(self, connection: str, error: SnapbridgeError) -> None:
         """Remember a Retry-After: the connection is not read again before it is up."""
