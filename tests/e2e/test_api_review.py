@@ -141,6 +141,13 @@ def test_the_documented_password_length_is_the_enforced_one(served: Served, admi
                       ).status_code == 201
 
 
+def test_a_user_name_differing_only_in_case_is_taken(admin: httpx.Client) -> None:
+    assert admin.post("/api/v1/users", json={"username": "cleo", "password": "x" * MIN_PASSWORD_LENGTH}
+                      ).status_code == 201
+    twin = admin.post("/api/v1/users", json={"username": "Cleo", "password": "x" * MIN_PASSWORD_LENGTH})
+    assert _is_error(twin, 409)["error"] == "the user name 'Cleo' is taken (as 'cleo')"
+
+
 # query parameters
 
 

@@ -36,8 +36,9 @@ def users_add(username: str, role: str, workspace: str, password_stdin: bool) ->
     ctx = open_context()
     try:
         users = UserStore(ctx.engine)
-        if users.user_by_name(name) is not None:
-            raise InvalidInput(f"user {name!r} already exists")
+        taken = users.name_taken(name)
+        if taken is not None:
+            raise InvalidInput(f"user {name!r} already exists" + (f" (as {taken!r})" if taken != name else ""))
         now = datetime.now(UTC)
         space = workspace.strip()
         if not space:

@@ -112,6 +112,13 @@ class UserStore:
         inserted = self._write(f"create user {username!r}", *statements)[-1]
         return self.user_by_name(username) if inserted.rowcount == 1 else None
 
+    def name_taken(self, username: str) -> str | None:
+        """The existing user name equal to `username` but for letter case ("Bob" for "bob"), if any: two
+        accounts told apart only by case are confusing to sign in to and easy to impersonate."""
+        rows = self._read("look up a user name", sa.select(users.c.username)
+                          .where(sa.func.lower(users.c.username) == username.lower()).limit(1))
+        return str(rows[0][0]) if rows else None
+
     def user_by_name(self, username: str) -> UserRecord | None:
         rows = self._read("read a user", sa.select(users).where(users.c.username == username))
         return UserRecord.from_row(rows[0]) if rows else None

@@ -158,8 +158,9 @@ class WebContext:
     def create_user(self, username: str, password: str, role: Role, *, workspace: int = DEFAULT_WORKSPACE
                     ) -> UserRecord:
         name = check_username(username)
-        if self.users.user_by_name(name) is not None:
-            raise ApiProblem(409, f"the user name {name!r} is taken")
+        taken = self.users.name_taken(name)
+        if taken is not None:
+            raise ApiProblem(409, f"the user name {name!r} is taken" + (f" (as {taken!r})" if taken != name else ""))
         return self.users.create_user(name, self.passwords.hash(check_new_password(password)), role,
                                       now=self.clock(), workspace=workspace)
 
