@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Match, Route
@@ -17,19 +16,16 @@ from snapbridge.errors import InvalidInput, StoreUnavailable, VaultError
 from snapbridge.security import Role, new_api_token, token_digest
 from snapbridge.store import RunStatus
 from snapbridge.web.api import models as m
+from snapbridge.web.api.body import NUL_MESSAGE, read_json
 from snapbridge.web.api.context import CSRF_HEADER, ApiProblem, Principal, WebContext
 from snapbridge.web.api.export import customers_csv
 from snapbridge.web.api.openapi import API_PREFIX, Endpoint, openapi_document
 from snapbridge.web.api.ops import DeadFilter, Operations
 from snapbridge.web.api.params import Query, query_choice, query_int, query_window
-from snapbridge.web.hooks import read_body
 
 __all__ = ["api_routes", "endpoints", "run_detail_out", "run_out"]
 
 log = logging.getLogger(__name__)
-
-MAX_JSON_BYTES = 1_000_000
-
 
 def _error(status: int, message: str, problems: Sequence[dict[str, str]] = (),
            headers: dict[str, str] | None = None) -> JSONResponse:
@@ -43,78 +39,6 @@ def _dump(value: object) -> object:
     if isinstance(value, list):
         return [_dump(v) for v in value]
     return value
-
-
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    # Parsers disagree on which of two values for one key wins (a proxy may check one, we would use the other).
-    out: dict[str, object] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _DuplicateKey(key)
-        out[key] = value
-    return out
-
-
-def _nul_paths(value: object, loc: tuple[int | str, ...] = ()) -> Iterator[str]:
-    """Where the parsed JSON holds a NUL character: PostgreSQL refuses it in text, SQLite keeps it."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            yield _loc(loc)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if "\x00" in key:
-                yield _loc(loc)
-            yield from _nul_paths(item, (*loc, key))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _nul_paths(item, (*loc, i))
-
-
-def _is_json(content_type: str | None) -> bool:
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
-
-
-NUL_MESSAGE = "holds a NUL character"
-
-
-async def _body(request: Request, model: type[BaseModel]) -> BaseModel:
-    if not _is_json(request.headers.get("content-type")):
-        # A form or text/plain is what a page elsewhere can send without asking; and the document says JSON.
-        raise ApiProblem(415, "send the body as JSON, with Content-Type: application/json")
-    try:
-        raw = await read_body(request, MAX_JSON_BYTES)  # refuses by Content-Length before reading
-    except InvalidInput as exc:
-        raise ApiProblem(400, str(exc)) from None
-    if raw is None:
-        raise ApiProblem(413, f"the body is over {MAX_JSON_BYTES} bytes")
-    try:
-        data = json.loads(raw or b"null", object_pairs_hook=_unique_keys)
-    except _DuplicateKey as exc:
-        raise ApiProblem(400, f"the body has the key {str(exc)[:40]!r} more than once") from None
-    except RecursionError:
-        raise ApiProblem(400, "the body is nested too deeply") from None
-    except ValueError:  # not JSON, not UTF-8, or a number with more digits than Python reads
-        raise ApiProblem(400, "the body is not JSON") from None
-    nul = list(_nul_paths(data))
-    if nul:
-        raise ApiProblem(422, "the body is not valid", [{"path": p, "message": NUL_MESSAGE} for p in nul])
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems = [{"path": _loc(e["loc"]), "message": e["msg"]} for e in exc.errors()]
-        raise ApiProblem(422, "the body is not valid", problems) from None
 
 
 def _wrap(ctx: WebContext, endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
@@ -134,7 +58,7 @@ def _wrap(ctx: WebContext, endpoint: Endpoint) -> Callable[[Request], Awaitable[
                 return _error(403, f"missing or wrong CSRF token (header {CSRF_HEADER})")
             if endpoint.admin and not principal.is_admin:
                 return _error(403, "this needs the admin role")
-            body = await _body(request, endpoint.body) if endpoint.body is not None else None
+            body = await read_json(request, endpoint.body) if endpoint.body is not None else None
             result = await endpoint.handler(request, principal, body)
         except ApiProblem as exc:
             return _error(exc.status, exc.message, exc.problems, exc.headers)
