@@ -309,3 +309,30 @@ def test_csv_numbers_stay_numbers_while_text_is_defused(served: Served, admin: h
     assert row["lifetime_value_cents"] == "-500"  # a number, not the text "'-500"
     assert (row["name"], row["plan"], row["tier"]) == ("'-1+2", "'=1+1", "'@x")
     assert row["tags"] == "'=cmd;ok"
+
+
+# paging dead letters
+
+
+def test_dead_letters_page_by_a_cursor_without_skipping_or_repeating_ties(served_on: Served) -> None:
+    at = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+    placeholder_connection(served_on, "snapshots")
+    runs = {make_dead_letter(served_on.store, "w", "HTTP 422: bad", at=at + timedelta(seconds=i // 3))
+            for i in range(7)}  # three die at each of the first two instants
+    with _admin_client(served_on.base_url) as admin:
+        seen: list[int] = []
+        params: dict[str, Any] = {"limit": 2}
+        for _ in range(10):  # 7 in pages of 2: a cursor that is ignored would go round
+            page = admin.get("/api/v1/dead-letters", params=params)
+            assert page.status_code == 200, page.text
+            rows = page.json()
+            if not rows:
+                break
+            seen.extend(row["run_id"] for row in rows)
+            params = {"limit": 2, "before_died_at": rows[-1]["died_at"], "before_job_id": rows[-1]["job_id"]}
+        assert sorted(seen) == sorted(runs) and len(seen) == 7
+        half = admin.get("/api/v1/dead-letters", params={"before_job_id": 3})
+        assert half.status_code == 422 and half.json()["problems"][0]["path"] == "before_died_at"
+        document = admin.get("/api/v1/openapi.json").json()
+        names = {p["name"] for p in document["paths"]["/api/v1/dead-letters"]["get"]["parameters"]}
+        assert {"before_died_at", "before_job_id"} <= names

@@ -404,18 +404,20 @@ class Operations:
 
     # dead letters
 
-    def dead_letter_rows(self, wanted: DeadFilter, limit: int) -> list[DeadLetter]:
+    def dead_letter_rows(self, wanted: DeadFilter, limit: int, before: tuple[datetime, int] | None = None
+                         ) -> list[DeadLetter]:
         return self.ctx.store.dead_letters(limit, workflow=wanted.workflow, connection=wanted.connection,
                                            reason=wanted.reason, since=wanted.since, until=wanted.until,
-                                           workspace=self.workspace)
+                                           workspace=self.workspace, before=before)
 
     def superseded(self, letters: Sequence[DeadLetter]) -> dict[int, SupersededOut]:
         """The listed dead letters a replay would leave out as superseded, by job id."""
         found = self.ctx.store.supersessions([d.job_id for d in letters], appending_actions())
         return {job_id: SupersededOut.model_validate(s, from_attributes=True) for job_id, s in found.items()}
 
-    def dead_letters(self, wanted: DeadFilter, limit: int) -> list[DeadLetterOut]:
-        rows = self.dead_letter_rows(wanted, limit)
+    def dead_letters(self, wanted: DeadFilter, limit: int, before: tuple[datetime, int] | None = None
+                     ) -> list[DeadLetterOut]:
+        rows = self.dead_letter_rows(wanted, limit, before)
         superseded = self.superseded(rows)
         out: list[DeadLetterOut] = []
         for d in rows:

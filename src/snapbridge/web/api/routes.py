@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -21,7 +22,7 @@ from snapbridge.web.api.context import CSRF_HEADER, ApiProblem, Principal, WebCo
 from snapbridge.web.api.export import customers_csv
 from snapbridge.web.api.openapi import API_PREFIX, Endpoint, openapi_document
 from snapbridge.web.api.ops import DeadFilter, Operations
-from snapbridge.web.api.params import Query, query_choice, query_int, query_window
+from snapbridge.web.api.params import Query, parse_instant, query_choice, query_int, query_window
 
 __all__ = ["api_routes", "endpoints", "run_detail_out", "run_out"]
 
@@ -95,6 +96,9 @@ DEAD_QUERY = (
     Query("since", "string", f"died at or after this {INSTANT}", format="date-time"),
     Query("until", "string", f"died before this {INSTANT}", format="date-time"),
     Query("limit", "integer", "at most this many", 1, 1000),
+    Query("before_died_at", "string", "with before_job_id, the next page: only dead letters after this one "
+          "(the died_at and job_id of the previous page's last)", format="date-time"),
+    Query("before_job_id", "integer", "with before_died_at: the previous page's last job_id", 1, 2**62),
 )
 REPLAY_FORCE = Query("force", "boolean", "true: also queue dead letters a later job of the same ordering key "
                      "was delivered after (their older data would be written last); by default they are left out "
@@ -125,6 +129,22 @@ def _forced(request: Request) -> bool:
     if raw not in ("true", "false"):
         raise ApiProblem(422, "force must be true or false", [{"path": "force", "message": "not a boolean"}])
     return raw == "true"
+
+
+def _dead_cursor(request: Request) -> tuple[datetime, int] | None:
+    """The (died_at, job_id) a dead-letter page starts after: both given, or neither (422 otherwise)."""
+    raw = (request.query_params.get(DEAD_QUERY[6].name) or "").strip()
+    try:
+        at = parse_instant(raw) if raw else None
+    except ValueError as exc:
+        raise ApiProblem(400, f"before_died_at is {exc}", [{"path": "before_died_at", "message": str(exc)}]
+                         ) from None
+    job_id = query_int(request, DEAD_QUERY[7], None)
+    if (at is None) != (job_id is None):
+        raise ApiProblem(422, "before_died_at and before_job_id go together (the previous page's last dead "
+                              "letter)", [{"path": "before_died_at" if at is None else "before_job_id",
+                                           "message": "missing"}])
+    return (at, job_id) if at is not None and job_id is not None else None
 
 
 def run_out(r: Any) -> m.RunOut:
@@ -228,7 +248,7 @@ def endpoints(ctx: WebContext) -> list[Endpoint]:
         since, until = query_window(q)
         wanted = DeadFilter(workflow=q.get("workflow") or None, connection=q.get("connection") or None,
                             reason=q.get("reason") or None, since=since, until=until)
-        return ops(p).dead_letters(wanted, query_int(r, DEAD_QUERY[5], 500) or 500)
+        return ops(p).dead_letters(wanted, query_int(r, DEAD_QUERY[5], 500) or 500, _dead_cursor(r))
 
     async def replay_one(r: Request, p: Principal, _b: None) -> object:
         from_trigger = query_choice(r, REPLAY_QUERY[0], "failed_step") == "trigger"
