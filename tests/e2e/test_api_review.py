@@ -16,7 +16,6 @@ import pytest
 from sqlalchemy.engine import Engine
 from test_api_support import (
     Served,
-    cheap_passwords,
     make_dead_letter,
     make_run,
     placeholder_connection,
@@ -24,12 +23,9 @@ from test_api_support import (
     signed_in,
 )
 
-from snapbridge.config import Settings
-from snapbridge.runtime import ReceiverConfig
-from snapbridge.sandbox import Sandboxes, ServerThread
-from snapbridge.security import MIN_PASSWORD_LENGTH, Vault
-from snapbridge.store import ConnectionStore, Profile, RunStatus, Store
-from snapbridge.web import create_app
+from snapbridge.sandbox import Sandboxes
+from snapbridge.security import MIN_PASSWORD_LENGTH
+from snapbridge.store import Profile, RunStatus
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 JSON = {"Content-Type": "application/json"}
@@ -214,19 +210,8 @@ def test_paging_runs_while_runs_are_added_neither_skips_nor_repeats(served: Serv
 
 @pytest.fixture
 def served_on(migrated: Engine, tmp_path: Path, sandboxes: Sandboxes) -> Iterator[Served]:
-    settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'unused.db'}",
-                        gumroad_base_url=sandboxes.gumroad_url, snapshots_base_url=sandboxes.snapshots_url,
-                        allowed_hosts=("127.0.0.1",), http_timeout_seconds=5.0)
-    store = Store(migrated)
-    app = create_app(settings, store, ReceiverConfig.from_values(gumroad={}, snapshots={}),
-                     vault=Vault.open(tmp_path / "key"), connections=ConnectionStore(migrated),
-                     passwords=cheap_passwords())
-    server = ServerThread(app).start()
-    try:
-        yield Served(server.base_url, store, settings, app.state.web)
-    finally:
-        server.stop()
-        store.close()
+    with serve_app(tmp_path, sandboxes, migrated) as s:
+        yield s
 
 
 @pytest.mark.parametrize(("method", "path", "field"), [

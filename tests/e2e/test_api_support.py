@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+from sqlalchemy.engine import Engine
 
 from snapbridge.config import Settings
 from snapbridge.runtime import ReceiverConfig
@@ -45,23 +46,28 @@ def cheap_passwords() -> Passwords:
 
 
 @contextmanager
-def serve_app(tmp_path: Path, boxes: Sandboxes) -> Iterator[Served]:
-    settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'web.db'}",
+def serve_app(tmp_path: Path, boxes: Sandboxes, engine: Engine | None = None) -> Iterator[Served]:
+    """The app on a SQLite file of its own, or on `engine` (a migrated database of either kind)."""
+    url = engine.url.render_as_string(hide_password=True) if engine else f"sqlite:///{tmp_path / 'web.db'}"
+    settings = Settings(home=tmp_path, database_url=url,
                         gumroad_base_url=boxes.gumroad_url, snapshots_base_url=boxes.snapshots_url,
                         allowed_hosts=("127.0.0.1",), http_timeout_seconds=5.0)
-    engine = open_engine(settings.database_url)
-    migrate(engine)
-    store = Store(engine)
+    own = engine is None
+    used = open_engine(settings.database_url) if engine is None else engine
+    if own:
+        migrate(used)
+    store = Store(used)
     vault = Vault.open(tmp_path / "key")
     app = create_app(settings, store, ReceiverConfig.from_values(gumroad={}, snapshots={}), vault=vault,
-                     connections=ConnectionStore(engine), passwords=cheap_passwords())
+                     connections=ConnectionStore(used), passwords=cheap_passwords())
     server = ServerThread(app).start()
     try:
         yield Served(server.base_url, store, settings, app.state.web)
     finally:
         server.stop()
         store.close()
-        engine.dispose()
+        if own:
+            used.dispose()
 
 
 def csrf_of(html: str) -> str:

@@ -20,20 +20,17 @@ from typing import Literal
 import httpx
 import pytest
 from sqlalchemy.engine import Engine
-from test_api_support import cheap_passwords, signed_in
+from test_api_support import serve_app, signed_in
 from test_pipeline_support import fresh_database
 from test_worker import ALL_SCOPES, Rig, run_workers, settled, worker_rig
 
 from snapbridge.catalog import appending_actions
-from snapbridge.config import Settings
 from snapbridge.connectors.snapshots import SnapshotsClient
 from snapbridge.http import create_client
-from snapbridge.runtime import ReceiverConfig
-from snapbridge.sandbox import Sandboxes, ServerThread
-from snapbridge.security import Secret, Vault
+from snapbridge.sandbox import Sandboxes
+from snapbridge.security import Secret
 from snapbridge.store import (
     AttemptRecord,
-    ConnectionStore,
     EventSource,
     JobStatus,
     NewInboundEvent,
@@ -44,7 +41,6 @@ from snapbridge.store import (
     migrate,
     open_engine,
 )
-from snapbridge.web import create_app
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)
@@ -377,19 +373,8 @@ class Web:
 @pytest.fixture
 def web(migrated: Engine, sandboxes: Sandboxes, tmp_path: Path) -> Iterator[Web]:
     """The web app on this test's database (either engine)."""
-    settings = Settings(home=tmp_path, database_url=migrated.url.render_as_string(hide_password=True),
-                        gumroad_base_url=sandboxes.gumroad_url, snapshots_base_url=sandboxes.snapshots_url,
-                        allowed_hosts=("127.0.0.1",), http_timeout_seconds=5.0)
-    store = Store(migrated)
-    app = create_app(settings, store, ReceiverConfig.from_values(gumroad={}, snapshots={}),
-                     vault=Vault.open(tmp_path / "key"), connections=ConnectionStore(migrated),
-                     passwords=cheap_passwords())
-    server = ServerThread(app).start()
-    try:
-        yield Web(server.base_url, store)
-    finally:
-        server.stop()
-        store.close()
+    with serve_app(tmp_path, sandboxes, migrated) as served:
+        yield Web(served.base_url, served.store)
 
 
 @pytest.fixture

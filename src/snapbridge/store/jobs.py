@@ -24,7 +24,7 @@ from snapbridge.store.models import ClaimedJob, InsertResult, JobStatus, NewJob,
 from snapbridge.store.rows import WHEN, aware, chunks, is_postgres, json_dict, param, per_dialect, utc
 from snapbridge.store.schema import in_workspace, inbound_events, jobs, runs
 
-__all__ = ["ACTIVE", "claim", "counts", "create_runs", "enqueue", "lock_key", "next_due_at"]
+__all__ = ["ACTIVE", "CLAIM_KEYS", "claim", "counts", "create_runs", "enqueue", "lock_key", "next_due_at"]
 
 ACTIVE = (JobStatus.QUEUED.value, JobStatus.LEASED.value)  # not finished: holds its ordering key
 # Any fixed number: PostgreSQL advisory locks are named by integers, database-wide.
@@ -33,7 +33,7 @@ CLAIM_LOCK = 0x736E6170
 CLAIM_SPARE = 8
 # Claims lock ordering keys in the key space of this jobs table (its OID): apart from the derivers' (lock_key),
 # and from the stores in other schemas of the database, so none of them skips a key another one holds.
-_CLAIM_KEYS: sa.ColumnClause[int] = sa.literal_column(f"('{jobs.name}'::regclass::oid::bigint % 2147483647)::integer")
+CLAIM_KEYS: sa.ColumnClause[int] = sa.literal_column(f"('{jobs.name}'::regclass::oid::bigint % 2147483647)::integer")
 
 
 def _status_in(table: sa.FromClause, *statuses: str) -> sa.ColumnElement[bool]:
@@ -100,7 +100,7 @@ def _candidates() -> dict[str, sa.Select[Any]]:
     # Materialized, and scanned in its order up to the limit: keys are locked one by one until there are enough,
     # not for every row the planner looks at on the way.
     found = first.cte("candidates").prefix_with("MATERIALIZED")
-    locked = sa.func.pg_try_advisory_xact_lock(_CLAIM_KEYS, sa.func.hashtext(found.c.ordering_key))
+    locked = sa.func.pg_try_advisory_xact_lock(CLAIM_KEYS, sa.func.hashtext(found.c.ordering_key))
     return {"postgresql": sa.select(found.c.id).where(locked).limit(param("limit")),
             "sqlite": sa.select(first.subquery().c.id)}
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from snapbridge.errors import InvalidInput
-from snapbridge.store.jobs import _CLAIM_KEYS
+from snapbridge.store.jobs import CLAIM_KEYS
 from snapbridge.store.models import (
     AttemptOutcome,
     JobDead,
@@ -290,7 +290,7 @@ _SUPERSEDED = (
 )
 _DELIVERED = sa.select(jobs.c.id, jobs.c.updated_at).where(jobs.c.id.in_(sa.bindparam("b_ids", expanding=True)))
 # The claims' key locks (store.jobs): a replay waits for a claim in progress on its keys, then sees its lease.
-_LOCK_CLAIM_KEY = sa.select(sa.func.pg_advisory_xact_lock(_CLAIM_KEYS, sa.func.hashtext(param("key"))))
+_LOCK_CLAIM_KEY = sa.select(sa.func.pg_advisory_xact_lock(CLAIM_KEYS, sa.func.hashtext(param("key"))))
 
 
 def supersessions(conn: Connection, job_ids: Sequence[int], appends: Collection[str] = frozenset()

@@ -40,7 +40,7 @@ from snapbridge.runtime import (
 from snapbridge.security import redact_text
 from snapbridge.store import InsertResult
 
-__all__ = ["HookEndpoints", "not_found"]
+__all__ = ["HookEndpoints", "is_json", "media_type", "not_found", "read_body"]
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +66,14 @@ def _stored(result: InsertResult) -> Response:
     return Response(body, media_type=_JSON)
 
 
-def _media_type(request: Request) -> str | None:
+def media_type(request: Request) -> str | None:
     value = request.headers.get("content-type")
     if value is None:
         return None
     return value.split(";", 1)[0].strip().lower() or None
 
 
-def _is_json(media: str | None) -> bool:
+def is_json(media: str | None) -> bool:
     if media is None:
         return False
     return media == _JSON or (media.startswith("application/") and media.endswith("+json"))
@@ -149,8 +149,8 @@ class HookEndpoints:
             log.warning("action=hook_rejected source=gumroad status=404 reason=unknown_secret")
             return not_found()
         try:
-            media = _media_type(request)
-            if media is not None and media != _FORM and not _is_json(media):
+            media = media_type(request)
+            if media is not None and media != _FORM and not is_json(media):
                 return self._rejected("gumroad", 415, f"Content-Type must be {_FORM} or {_JSON}")
             body = await self._body(request)
             if body is None:
@@ -181,7 +181,7 @@ class HookEndpoints:
 
     async def snapshots(self, request: Request) -> Response:
         try:
-            if not _is_json(_media_type(request)):
+            if not is_json(media_type(request)):
                 return self._rejected("snapshots", 415, f"Content-Type must be {_JSON}")
             body = await self._body(request)
             if body is None:

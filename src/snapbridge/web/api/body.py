@@ -11,7 +11,7 @@ from starlette.requests import Request
 
 from snapbridge.errors import InvalidInput
 from snapbridge.web.api.context import ApiProblem
-from snapbridge.web.hooks import read_body
+from snapbridge.web.hooks import is_json, media_type, read_body
 
 __all__ = ["MAX_JSON_BYTES", "NUL_MESSAGE", "nul_paths", "read_json"]
 
@@ -54,16 +54,11 @@ def nul_paths(value: object, loc: tuple[int | str, ...] = ()) -> Iterator[str]:
             yield from nul_paths(item, (*loc, i))
 
 
-def _is_json(content_type: str | None) -> bool:
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
-
-
 NUL_MESSAGE = "holds a NUL character"
 
 
 async def read_json(request: Request, model: type[BaseModel]) -> BaseModel:
-    if not _is_json(request.headers.get("content-type")):
+    if not is_json(media_type(request)):
         # A form or text/plain is what a page elsewhere can send without asking; and the document says JSON.
         raise ApiProblem(415, "send the body as JSON, with Content-Type: application/json")
     try:
