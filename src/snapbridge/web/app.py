@@ -7,6 +7,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -14,6 +15,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from snapbridge.config import Settings
 from snapbridge.errors import SnapbridgeError
@@ -53,6 +55,20 @@ async def _unexpected(_request: Request, exc: Exception) -> Response:
     # The endpoints catch their own errors; this is the last line, and it never shows a traceback.
     log.error("action=unhandled_error error=%s", type(exc).__name__)
     return JSONResponse({"error": "internal error"}, status_code=500)
+
+
+class _App(Starlette):
+    """Starlette with the webhook lane in front: a webhook POST goes straight to its endpoint."""
+
+    def __init__(self, hooks: HookEndpoints, **options: Any) -> None:
+        super().__init__(**options)
+        self._hooks = hooks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (endpoint := self._hooks.lane(scope)) is not None:
+            await endpoint(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -104,7 +120,8 @@ def create_app(
         finally:
             await committer.stop()
 
-    app = Starlette(
+    app = _App(
+        hooks,
         routes=routes,
         lifespan=lifespan,
         middleware=[Middleware(WebGuard, max_body_bytes=settings.max_body_bytes)],
