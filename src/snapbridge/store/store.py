@@ -6,7 +6,6 @@ sender to retry. Write transactions begin IMMEDIATE on SQLite; claims and bucket
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -51,27 +50,15 @@ from snapbridge.store.models import (
 from snapbridge.store.notify import JobListener, notify_jobs
 from snapbridge.store.rows import chunks, refused, unavailable
 from snapbridge.store.schema import inbound_events
+from snapbridge.store.writers import sqlite_writers
 
 __all__ = ["Store", "Tx"]
 
 Clock = Callable[[], datetime]
 
 
-_FILE_LOCKS: dict[str, tuple[threading.Lock, threading.local]] = {}
-_FILE_LOCKS_GUARD = threading.Lock()
-
-
 def _system_clock() -> datetime:
     return datetime.now(UTC)
-
-
-def _file_lock(engine: Engine) -> tuple[threading.Lock, threading.local]:
-    """One write lock per SQLite file in this process, shared by every Store and engine on that file, and a
-    per-thread flag telling whether this thread holds it."""
-    database = engine.url.database or ""
-    key = os.path.realpath(database) if database and database != ":memory:" else f"pool:{id(engine.pool)}"
-    with _FILE_LOCKS_GUARD:
-        return _FILE_LOCKS.setdefault(key, (threading.Lock(), threading.local()))
 
 
 class Tx:
@@ -178,12 +165,9 @@ class Store:
         self._relaxed_writer = engine.execution_options(**{IMMEDIATE: True, RELAXED: True})
         self._clock = clock
         self._listener = JobListener(engine) if self.is_postgres else None
-        # SQLite has one writer at a time and its busy handler polls with sleeps, which lets a busy thread
-        # starve the others; this process's threads queue on a lock instead (other processes: busy_timeout).
-        self._write_lock: threading.Lock | None = None
-        self._writing = threading.local()
-        if not self.is_postgres:
-            self._write_lock, self._writing = _file_lock(engine)
+        # SQLite has one writer at a time: writers take turns (writers.py) rather than poll its busy handler.
+        self._writers = None if self.is_postgres else sqlite_writers(engine)
+        self._writing = threading.local() if self._writers is None else self._writers.writing
         self._write_wait = write_wait
 
     @contextmanager
@@ -192,8 +176,8 @@ class Store:
             # A second write transaction on this thread would wait for the first forever (SQLite) or commit
             # apart from it (PostgreSQL): a bug in the caller, who should use the Tx it holds.
             raise RuntimeError(f"cannot {what} inside Store.transaction() on the same thread; use the Tx")
-        lock = self._write_lock
-        if lock is not None and not lock.acquire(timeout=self._write_wait):
+        lock = self._writers
+        if lock is not None and not lock.acquire(self._write_wait):
             held = f"other writers held the database for {self._write_wait:g} s"
             raise StoreUnavailable(f"cannot {what}: {held}")
         self._writing.active = True
