@@ -161,8 +161,17 @@ class Service:
             self.proc.wait()
             return -9
 
+    def reap(self) -> None:
+        """SIGKILL it if it still runs (a test's `finally`)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
     def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+        return self.tail_all()[-3000:]
+
+    def tail_all(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
 def sale_ping(seller_id: str, sale_id: str, email: str, number: int, *, price_cents: int = 1500) -> bytes:

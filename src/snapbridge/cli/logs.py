@@ -23,7 +23,8 @@ def configure_logging() -> None:
     if _filter() is not None:
         return
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    # The process id: `serve --receivers N` runs N processes into one log.
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s"))
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.addHandler(handler)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import signal
 import socket
 import sys
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
 import click
@@ -20,11 +23,14 @@ from snapbridge.runtime import (
     BackfillProgress,
     ConnectionClients,
     Connections,
+    ReceiverProcesses,
     ServiceOptions,
     WorkerConfig,
     backfill_gumroad,
     hook_urls,
     run_service,
+    wake_through,
+    watch_parent,
 )
 from snapbridge.sandbox import bind_socket
 from snapbridge.web import create_app
@@ -41,11 +47,12 @@ def _listen(settings: Settings, host: str | None, port: int | None) -> Settings:
     return Settings(**{**settings.__dict__, "listen": listen})
 
 
-def _bind(settings: Settings) -> tuple[socket.socket, Settings]:
-    """The receiver's socket, bound before anything says it listens; the settings name the port it got (for 0)."""
+def _bind(settings: Settings, *, shared: bool) -> tuple[socket.socket, Settings]:
+    """The receiver's socket, bound before anything says it listens; the settings name the port it got (for 0).
+    `shared`: other receiver processes listen on the same port."""
     host, port = split_listen(settings.listen)
     try:
-        sock = bind_socket(host, int(port))
+        sock = bind_socket(host, int(port), reuse_port=shared)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         reason = reason[:1].lower() + reason[1:] if reason[1:2].islower() else reason
@@ -62,13 +69,31 @@ def _checked_host(_ctx: click.Context, _param: click.Parameter, given: str | Non
         raise click.BadParameter(str(exc)) from None
 
 
-def _run(options: ServiceOptions, host: str | None, port: int | None) -> int:
+@dataclass(frozen=True)
+class _ChildOf:
+    """A receiver process that `serve --receivers` started: its parent, and the pipe to wake its deriver."""
+
+    parent_pid: int
+    wake_fd: int
+
+
+def _receiver_command(settings: Settings, wake_fd: int) -> list[str]:
+    host, port = split_listen(settings.listen)
+    return [sys.executable, "-m", "snapbridge", "serve", "--receiver-of", str(os.getpid()),
+            "--wake-fd", str(wake_fd), "--host", host, "--port", port]
+
+
+def _run(options: ServiceOptions, host: str | None, port: int | None, *, receivers: int = 1,
+         child_of: _ChildOf | None = None) -> int:
     ctx = open_context()
     settings = _listen(ctx.settings, host, port)
     sock: socket.socket | None = None
     try:
         if options.receiver:
-            sock, settings = _bind(settings)
+            sock, settings = _bind(settings, shared=receivers > 1 or child_of is not None)
+        siblings = None
+        if receivers > 1:
+            siblings = ReceiverProcesses(receivers, partial(_receiver_command, settings))
         for record in ctx.connections.list():
             register_secret(ctx.vault.decrypt(record.credential, bound_to=f"{record.name}:credential"))
 
@@ -77,6 +102,8 @@ def _run(options: ServiceOptions, host: str | None, port: int | None) -> int:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
+            if child_of is not None:
+                parent = asyncio.create_task(watch_parent(child_of.parent_pid, stop))
 
             def ready() -> None:
                 # Everything made at start-up lives as long as the process: keep the collector from scanning it
@@ -85,8 +112,11 @@ def _run(options: ServiceOptions, host: str | None, port: int | None) -> int:
                 gc.collect()
                 gc.freeze()
                 gc.set_threshold(10_000, 10, 10)
+                if child_of is not None:
+                    return  # the parent said where it listens
                 if options.receiver:
-                    click.echo(f"snapbridge is listening on http://{settings.listen}", err=True)
+                    many = f" ({receivers} receiver processes)" if receivers > 1 else ""
+                    click.echo(f"snapbridge is listening on http://{settings.listen}{many}", err=True)
                     for hook in hook_urls(ctx.connections, ctx.vault, f"http://{settings.listen}"):
                         shown = hook.url if hook.app == "snapshots" else hook.url.rsplit("/", 1)[0] + "/****"
                         click.echo(f"  {hook.app:9} webhooks  {shown}   (`snapbridge hooks` shows the full URL)",
@@ -97,14 +127,18 @@ def _run(options: ServiceOptions, host: str | None, port: int | None) -> int:
             await run_service(settings, ctx.store, ctx.vault, ctx.connections, options, stop,
                               make_app=lambda s, st, hooks, on_commit: create_app(
                                   s, st, hooks, on_commit=on_commit, vault=ctx.vault, connections=ctx.connections),
-                              sock=sock, on_ready=ready)
+                              sock=sock, on_ready=ready, receivers=siblings,
+                              on_commit=wake_through(child_of.wake_fd) if child_of is not None else None)
+            if child_of is not None:
+                parent.cancel()
 
         asyncio.run(main())
     finally:
         if sock is not None:
             sock.close()
         ctx.close()
-    click.echo("snapbridge stopped", err=True)
+    if child_of is None:
+        click.echo("snapbridge stopped", err=True)
     return 0
 
 
@@ -121,12 +155,23 @@ def _run(options: ServiceOptions, host: str | None, port: int | None) -> int:
 @click.option("--no-pollers", is_flag=True, help="Do not run the reconciliation pollers.")
 @click.option("--lease-seconds", type=click.FloatRange(min=1), default=60.0, show_default=True,
               help="How long a claimed job is a worker's; after a crash its jobs wait this long at most.")
+@click.option("--receivers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Processes answering webhooks (and the API and dashboard) on this port; more use more cores.")
+@click.option("--receiver-of", "parent_pid", type=int, hidden=True)  # a process --receivers started
+@click.option("--wake-fd", type=int, hidden=True)
 def serve_command(host: str | None, port: int | None, no_workers: bool, worker_count: int,
-                  poll_interval: float, no_pollers: bool, lease_seconds: float) -> int:
+                  poll_interval: float, no_pollers: bool, lease_seconds: float, receivers: int,
+                  parent_pid: int | None, wake_fd: int | None) -> int:
     """Run the receiver, deriver, workers and pollers in one process (the embedded deployment)."""
+    if parent_pid is not None:
+        if wake_fd is None:
+            raise click.UsageError("--receiver-of needs --wake-fd")
+        # Only the receiver: the parent derives, delivers and polls.
+        child = ServiceOptions(deriver=False, workers=0, pollers=False)
+        return _run(child, host, port, child_of=_ChildOf(parent_pid, wake_fd))
     options = ServiceOptions(workers=0 if no_workers else worker_count, pollers=not no_pollers,
                              poll_interval_seconds=poll_interval, worker=_worker_config(lease_seconds))
-    return _run(options, host, port)
+    return _run(options, host, port, receivers=receivers)
 
 
 def _worker_config(lease_seconds: float, concurrency: int = WorkerConfig.concurrency) -> WorkerConfig:

@@ -75,6 +75,7 @@ from snapbridge.runtime.receiver import (
     snapshots_dedupe_key,
     snapshots_inbound,
 )
+from snapbridge.runtime.receivers import ReceiverProcesses, wake_through, watch_parent
 from snapbridge.runtime.retry import DEFAULT_HORIZON, GiveUp, Retry, decide
 from snapbridge.runtime.service import HookURL, ServiceOptions, hook_urls, receiver_config, run_service
 from snapbridge.runtime.testrun import StepResult, execute_test_run
@@ -115,6 +116,7 @@ __all__ = [
     "ProfileState",
     "ReceiverConfig",
     "ReceiverLimits",
+    "ReceiverProcesses",
     "Retry",
     "SNAPSHOTS_SCOPES",
     "ScopeNeed",
@@ -157,4 +159,6 @@ __all__ = [
     "state_from_record",
     "state_to_record",
     "subject_email",
+    "wake_through",
+    "watch_parent",
 ]

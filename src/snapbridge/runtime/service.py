@@ -24,6 +24,7 @@ from snapbridge.runtime.deriver import Deriver, DeriverConfig
 from snapbridge.runtime.limiter import limiter_for
 from snapbridge.runtime.pollers import ConnectionClients, GumroadSalesPoller, SnapshotsLocationsPoller, run_pollers
 from snapbridge.runtime.receiver import ReceiverConfig, check_webhook_key
+from snapbridge.runtime.receivers import ReceiverProcesses
 from snapbridge.runtime.worker import Worker, WorkerConfig
 from snapbridge.security import Secret, Vault
 from snapbridge.store import ConnectionRecord, ConnectionStore, Store
@@ -96,8 +97,13 @@ def hook_urls(records: ConnectionStore, vault: Vault, public_base: str) -> list[
 
 async def run_service(settings: Settings, store: Store, vault: Vault, records: ConnectionStore,
                       options: ServiceOptions, stop: asyncio.Event, *, make_app: AppFactory,
-                      sock: socket.socket | None = None, on_ready: Callable[[], object] | None = None) -> None:
+                      sock: socket.socket | None = None, on_ready: Callable[[], object] | None = None,
+                      receivers: ReceiverProcesses | None = None,
+                      on_commit: Callable[[], object] | None = None) -> None:
     """Run the chosen parts until `stop` is set, then stop claiming, drain, and return.
+
+    `receivers`: more receiver processes on the same port, whose wake-ups start this process's deriver.
+    `on_commit`: what a receiver without a deriver here calls after storing new events (tell another's).
 
     A part that fails (or ends before `stop`) stops the others too, and then this raises SnapbridgeError naming
     it, so the process exits non-zero instead of looking like a clean stop.
@@ -136,7 +142,7 @@ async def run_service(settings: Settings, store: Store, vault: Vault, records: C
             hooks = receiver_config(records, vault)
         except VaultError as exc:
             raise SnapbridgeError(f"cannot read the stored webhook secrets: {exc}") from exc
-        app = make_app(settings, store, hooks, deriver.wake if options.deriver else None)
+        app = make_app(settings, store, hooks, deriver.wake if options.deriver else on_commit)
         host, _, port = settings.listen.rpartition(":")
         # Access logs stay off: Gumroad's hook URL carries its secret in the path.
         server = uvicorn.Server(uvicorn.Config(app, host=host or "127.0.0.1", port=int(port or 8080),
@@ -146,6 +152,8 @@ async def run_service(settings: Settings, store: Store, vault: Vault, records: C
         start("receiver", server.serve(sockets=[sock] if sock else None))
     if options.deriver:
         start("deriver", deriver.run_forever(stop))
+    if receivers is not None:
+        start("receiver processes", receivers.run(deriver.wake, stop))
     for worker in workers:
         start(f"worker {worker.name}", worker.run())
     if options.pollers:

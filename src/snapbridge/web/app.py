@@ -7,6 +7,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from starlette.applications import Starlette
@@ -90,7 +91,11 @@ def create_app(
     Without `vault` and `connections` the API lists no connections and refuses to add one (503).
     """
     committer = GroupCommitter(store.insert_events, receiver_config.limits, on_commit)
-    hooks = HookEndpoints(receiver_config, committer, max_body_bytes=settings.max_body_bytes, clock=clock)
+    load = None
+    if vault is not None and connections is not None:
+        load = partial(stored_receiver_config, connections, vault)
+    hooks = HookEndpoints(receiver_config, committer, max_body_bytes=settings.max_body_bytes, clock=clock,
+                          load=load)
 
     def connections_changed() -> None:
         # A new or removed connection changes the hook secrets and keys: the receiver takes them at once.

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 
 from starlette.datastructures import Headers
@@ -51,6 +53,8 @@ _SNAPSHOTS_PATH = "/hooks/snapshots"
 _FORM = "application/x-www-form-urlencoded"
 _JSON = "application/json"
 _MAX_MESSAGE = 300  # an error message echoes at most this much of what went wrong
+RELOAD_UNKNOWN_SECONDS = 1.0  # an unknown secret or key rereads the stored connections at most this often
+RELOAD_AFTER_SECONDS = 60.0  # and any webhook once they are this old
 
 
 def not_found() -> Response:
@@ -149,15 +153,53 @@ class HookEndpoints:
         *,
         max_body_bytes: int,
         clock: Callable[[], datetime],
+        load: Callable[[], ReceiverConfig] | None = None,
     ) -> None:
+        """`load` reads the stored connections' secrets and keys again (see _reload); None: never reread."""
         self.config = config
         self._committer = committer
         self._max_body_bytes = max_body_bytes
         self._clock = clock
+        self._load = load
+        self._loaded_at = time.monotonic()
+        self._unknown_at = float("-inf")  # when an unknown secret or key last made them be reread
+        self._reloading: asyncio.Future[None] | None = None
 
     def reconfigure(self, config: ReceiverConfig) -> None:
         """Swap in new secrets and keys (a connection was added or rotated) without a restart."""
-        self.config = config
+        self.config = replace(config, limits=self.config.limits)
+        self._loaded_at = time.monotonic()
+
+    async def _reload(self, *, unknown: bool) -> bool:
+        """Read the stored connections again; True once read. Another process (`snapbridge connect`, another
+        receiver's API) may have added the connection a webhook is for: an unknown secret or key rereads them,
+        at most once a second (every request waiting for the same read), before the answer is 404 or 401. Any
+        request rereads them in the background once they are a minute old, so a removed connection stops being
+        accepted everywhere."""
+        if self._load is None:
+            return False
+        if self._reloading is None:
+            now = time.monotonic()
+            if unknown and now - self._unknown_at < RELOAD_UNKNOWN_SECONDS:
+                return False
+            self._unknown_at = now
+            self._reloading = asyncio.ensure_future(self._read_stored(self._load))
+        await asyncio.shield(self._reloading)
+        return True
+
+    def _reload_if_old(self) -> None:
+        if (self._load is not None and self._reloading is None
+                and time.monotonic() - self._loaded_at > RELOAD_AFTER_SECONDS):
+            self._reloading = asyncio.ensure_future(self._read_stored(self._load))
+
+    async def _read_stored(self, load: Callable[[], ReceiverConfig]) -> None:
+        try:
+            self.reconfigure(await asyncio.to_thread(load))
+        except Exception as exc:  # the secrets in use stay; the next miss or minute tries again
+            log.warning("action=hooks_reload_failed error=%s", type(exc).__name__)
+        finally:
+            self._loaded_at = time.monotonic()
+            self._reloading = None
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -193,7 +235,11 @@ class HookEndpoints:
         await _answer(await self._snapshots(scope, receive), scope, receive, send)
 
     async def _gumroad(self, scope: Scope, receive: Receive) -> InsertResult | Response:
-        hook = find_gumroad_hook(self.config, scope["path_params"]["secret"])
+        self._reload_if_old()
+        secret = scope["path_params"]["secret"]
+        hook = find_gumroad_hook(self.config, secret)
+        if hook is None and await self._reload(unknown=True):
+            hook = find_gumroad_hook(self.config, secret)
         if hook is None:
             log.warning("action=hook_rejected source=gumroad status=404 reason=unknown_secret")
             return not_found()
@@ -230,6 +276,7 @@ class HookEndpoints:
         return result
 
     async def _snapshots(self, scope: Scope, receive: Receive) -> InsertResult | Response:
+        self._reload_if_old()
         try:
             headers = Headers(scope=scope)
             if not is_json(media_type(headers)):
@@ -237,7 +284,12 @@ class HookEndpoints:
             body = await self._body(receive, headers)
             if body is None:
                 return self._too_large("snapshots")
-            _event, row = snapshots_inbound(self.config, body, headers, now=self._clock())
+            try:
+                _event, row = snapshots_inbound(self.config, body, headers, now=self._clock())
+            except WebhookRejected:
+                if not await self._reload(unknown=True):
+                    raise
+                _event, row = snapshots_inbound(self.config, body, headers, now=self._clock())
             result = await self._committer.submit(row)
         except WebhookRejected as exc:
             return self._rejected("snapshots", 401, str(exc))

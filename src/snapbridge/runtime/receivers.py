@@ -1,0 +1,143 @@
+"""More receiver processes beside `serve`, so that webhooks are answered on more than one core.
+
+`serve --receivers N` starts N-1 processes that run only the receiver (webhooks, API, dashboard), each on its own
+socket bound to the same address with SO_REUSEPORT, so the kernel spreads new connections over all N. They store
+what they receive in the same database (on SQLite, writers take turns: store/writers.py); the serving process
+derives and delivers. Python runs one thread at a time per process, and a webhook costs its process ~0.3 ms of
+CPU, so one process answers about 3,000-4,000 a second; a second process adds most of another core.
+
+Each child has a pipe to the parent. A byte on it means "I committed new events", so the deriver starts at once
+rather than at its next idle look; the pipe's end means the child is gone, which stops the service like any
+part that fails. A child stops by itself when its parent is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+__all__ = ["ReceiverProcesses", "wake_through", "watch_parent"]
+
+log = logging.getLogger(__name__)
+
+STOP_SECONDS = 30.0  # how long a child may take to finish its answers after SIGTERM
+PARENT_CHECK_SECONDS = 1.0
+
+
+@dataclass
+class _Child:
+    number: int
+    process: subprocess.Popen[bytes]
+    pipe: int  # the parent's (reading) end
+
+
+class ReceiverProcesses:
+    """Starts, watches and stops the extra receiver processes of one `serve`."""
+
+    def __init__(self, count: int, command: Callable[[int], Sequence[str]]) -> None:
+        """`command(fd)`: the child's argv, told to write its wake-ups to file descriptor `fd`."""
+        self.count = count
+        self._command = command
+
+    async def run(self, wake: Callable[[], object], stop: asyncio.Event) -> None:
+        """Run the children until `stop` is set; return early (with the reason logged) if one of them ends."""
+        loop = asyncio.get_running_loop()
+        children: list[_Child] = []
+        ended = asyncio.Event()
+        try:
+            for number in range(2, self.count + 1):
+                children.append(self._start(number))
+                child = children[-1]
+                loop.add_reader(child.pipe, self._readable, child, wake, ended)
+            log.info("action=receivers_started processes=%d pids=%s", self.count,
+                     ",".join(str(c.process.pid) for c in children))
+            stopping = asyncio.ensure_future(stop.wait())
+            gone = asyncio.ensure_future(ended.wait())
+            try:
+                await asyncio.wait({stopping, gone}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+                gone.cancel()
+        finally:
+            for child in children:
+                loop.remove_reader(child.pipe)
+                os.close(child.pipe)
+            await asyncio.gather(*(asyncio.to_thread(_stop, child) for child in children))
+
+    def _start(self, number: int) -> _Child:
+        read_end, write_end = os.pipe()
+        try:
+            process = subprocess.Popen(list(self._command(write_end)), pass_fds=(write_end,))  # noqa: S603
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)  # the child holds it now; its exit closes the pipe
+        os.set_blocking(read_end, False)
+        return _Child(number, process, read_end)
+
+    @staticmethod
+    def _readable(child: _Child, wake: Callable[[], object], ended: asyncio.Event) -> None:
+        try:
+            data = os.read(child.pipe, 4096)
+        except BlockingIOError:
+            return
+        if data:
+            wake()
+            return
+        # End of the pipe: the child exited (or closed it, which it never does on purpose).
+        asyncio.get_running_loop().remove_reader(child.pipe)
+        log.error("action=receiver_process_ended number=%d pid=%d %s", child.number, child.process.pid,
+                  _how(child.process.poll()))
+        ended.set()
+
+
+def _how(code: int | None) -> str:
+    if code is None:
+        return "exit_code=unknown"  # closed its pipe, still running: _stop ends it
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"signal={signal.Signals(-code).name}"
+    return f"exit_code={code}"
+
+
+def _stop(child: _Child) -> None:
+    process = child.process
+    if process.poll() is None:
+        process.terminate()  # SIGTERM: finish the answers in flight, then exit
+        try:
+            process.wait(timeout=STOP_SECONDS)
+            return
+        except subprocess.TimeoutExpired:
+            log.error("action=receiver_process_killed number=%d pid=%d", child.number, process.pid)
+            process.kill()
+    process.wait()
+
+
+def wake_through(fd: int) -> Callable[[], None]:
+    """The child's side of the pipe: tell the parent new events were committed (never blocks)."""
+    os.set_blocking(fd, False)
+
+    def wake() -> None:
+        # A full pipe already holds a wake-up; a closed one means the parent is gone (watch_parent stops us).
+        with contextlib.suppress(BlockingIOError, BrokenPipeError):
+            os.write(fd, b"!")
+
+    return wake
+
+
+async def watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
+    """Set `stop` once the process that started this one is gone (a child must not outlive its `serve`)."""
+    while not stop.is_set():
+        if os.getppid() != parent_pid:
+            log.warning("action=receiver_parent_gone parent_pid=%d", parent_pid)
+            stop.set()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=PARENT_CHECK_SECONDS)
