@@ -32,7 +32,7 @@ from snapbridge.runtime import (
     wake_through,
     watch_parent,
 )
-from snapbridge.sandbox import bind_socket
+from snapbridge.sandbox import bind_socket, run_async
 from snapbridge.web import create_app
 
 __all__ = ["serve_command", "sync_group", "worker_command"]
@@ -132,7 +132,7 @@ def _run(options: ServiceOptions, host: str | None, port: int | None, *, receive
             if child_of is not None:
                 parent.cancel()
 
-        asyncio.run(main())
+        run_async(main())
     finally:
         if sock is not None:
             sock.close()

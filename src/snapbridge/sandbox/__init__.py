@@ -3,7 +3,7 @@
 from snapbridge.sandbox.gumroad import GumroadSandbox
 from snapbridge.sandbox.journal import Journal, JournalEntry
 from snapbridge.sandbox.runner import Sandboxes, start_sandboxes
-from snapbridge.sandbox.server import ServerThread, bind_socket
+from snapbridge.sandbox.server import ServerThread, bind_socket, new_event_loop, run_async
 from snapbridge.sandbox.snapshots import SnapshotsSandbox
 
 __all__ = [
@@ -14,5 +14,7 @@ __all__ = [
     "ServerThread",
     "SnapshotsSandbox",
     "bind_socket",
+    "new_event_loop",
+    "run_async",
     "start_sandboxes",
 ]
