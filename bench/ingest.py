@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import gc
 import json
 import multiprocessing
@@ -35,6 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from common import read_status
@@ -48,7 +50,7 @@ from starlette.routing import Route
 
 from snapbridge.config import Settings
 from snapbridge.runtime import ReceiverConfig, new_webhook_secret
-from snapbridge.sandbox import ServerThread
+from snapbridge.sandbox import ServerThread, bind_socket, run_async
 from snapbridge.store import Store, migrate, open_engine
 from snapbridge.web import create_app
 
@@ -171,7 +173,9 @@ def database(url: str | None) -> Iterator[Engine]:
     admin = open_engine(url)
     with admin.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    engine = sa.create_engine(admin.url, connect_args={"options": f"-csearch_path={schema}"})
+    # The schema rides in the URL, so receiver processes (--processes) open the same database from it.
+    engine = open_engine(admin.url.update_query_dict({"options": f"-csearch_path={schema}"})
+                         .render_as_string(hide_password=False))
     try:
         migrate(engine)
         yield engine
@@ -180,6 +184,120 @@ def database(url: str | None) -> Iterator[Engine]:
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@dataclass(frozen=True)
+class ChildServer:
+    """What a receiver process of --processes N runs: the app (or the no-op) on a port shared by N."""
+
+    kind: str  # "noop" | "receiver"
+    database_url: str
+    port: int
+    secret: str
+    snapshots_key: str
+
+
+def serve_child(spec: ChildServer, ready: Any, stop: Any) -> None:
+    """One receiver process, as `serve --receivers N` runs them: its own socket on the shared port
+    (SO_REUSEPORT), uvicorn on uvloop, the same app over the same database (SQLite writers take turns)."""
+    import uvicorn
+
+    store = None
+    if spec.kind == "noop":
+        app: Any = Starlette(routes=[Route("/noop", _noop, methods=["POST"])])
+    else:
+        engine = open_engine(spec.database_url)
+        store = Store(engine)
+        config = ReceiverConfig.from_values(gumroad={spec.secret: ("bench", SELLER)},
+                                            snapshots={"bench": spec.snapshots_key})
+        app = create_app(Settings(home=Path(tempfile.mkdtemp()), database_url=spec.database_url), store, config)
+    sock = bind_socket("127.0.0.1", spec.port, reuse_port=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+
+    async def main() -> None:
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:  # noqa: ASYNC110 (uvicorn has only the flag)
+            await asyncio.sleep(0.01)
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(10_000, 10, 10)  # what serve does once started
+        ready.set()
+        while not stop.is_set():  # noqa: ASYNC110 (a multiprocessing Event)
+            await asyncio.sleep(0.05)
+        server.should_exit = True
+        await serving
+
+    run_async(main())
+    if store is not None:
+        store.close()
+
+
+def _process_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def child_servers(spec: ChildServer, count: int) -> Iterator[list[int]]:
+    """`count` receiver processes on spec.port; their pids."""
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    children = []
+    try:
+        for _ in range(count):
+            ready = ctx.Event()
+            child = ctx.Process(target=serve_child, args=(spec, ready, stop), daemon=True)
+            child.start()
+            children.append(child)
+            if not ready.wait(60):
+                raise RuntimeError("a receiver process did not start")
+        yield [c.pid for c in children if c.pid is not None]
+    finally:
+        stop.set()
+        for child in children:
+            child.join(30)
+            if child.is_alive():
+                child.kill()
+
+
+def run_processes(args: argparse.Namespace, engine: Engine, secret: str, key: str, levels: list[int],
+                  kinds: list[str], processes: int) -> tuple[list[str], int]:
+    """The same cells against `processes` receiver processes (and as many no-op ones); lines, rows expected."""
+    with contextlib.closing(bind_socket("127.0.0.1", 0, reuse_port=True)) as probe:
+        port = probe.getsockname()[1]
+    url = engine.url.render_as_string(hide_password=False)
+    lines: list[str] = []
+    expected = 0
+    with child_servers(ChildServer("noop", url, port, secret, key), processes) as noop_pids:
+        noop_port = port
+        with contextlib.closing(bind_socket("127.0.0.1", 0, reuse_port=True)) as probe:
+            port = probe.getsockname()[1]
+        with child_servers(ChildServer("receiver", url, port, secret, key), processes) as pids, \
+                ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for level in levels:
+                baseline = None
+                for kind in kinds:
+                    target, watched = (noop_port, noop_pids) if kind == "noop" else (port, pids)
+                    cell = Cell(kind, "127.0.0.1", target, level, args.seconds, uuid.uuid4().hex[:8], secret)
+                    before = [_process_cpu(pid) for pid in watched]
+                    measured = pool.submit(run_cell, cell).result()
+                    used = [_process_cpu(pid) - b for pid, b in zip(watched, before, strict=True)]
+                    rate = len(measured.latencies) / measured.elapsed
+                    if kind == "noop":
+                        baseline = rate
+                    else:
+                        expected += measured.statuses.get(200, 0)
+                    ratio = f"{rate / baseline:.2f}x" if baseline and kind != "noop" else "-"
+                    name = {"noop": "no-op (same stack)", "gumroad": "gumroad (durable)",
+                            "snapshots": "snapshots (durable)"}[kind]
+                    n = measured.answered
+                    shares = "/".join(f"{u / n * 1e6:.0f}" for u in used)
+                    line = (f"{name:<22}{processes:>6}{level:>5}{rate:>10.0f}{_pct(measured.latencies, 0.5):>9.2f}"
+                            f"{_pct(measured.latencies, 0.99):>9.2f}{ratio:>10}{sum(used) / n * 1e6:>16.0f}"
+                            f"  {shares:<12}{measured.cpu_seconds / n * 1e6:>7.0f}  {dict(measured.statuses)}")
+                    lines.append(line)
+                    print(line, flush=True)
+    return lines, expected
 
 
 def _thread_cpu(name_prefix: str) -> float | None:
@@ -232,9 +350,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="once the servers are up, freeze what startup allocated out of the collector's reach "
                              "and collect the youngest generation every 10,000 allocations, not 700 (what a "
                              "long-running service does; snapbridge serve and worker do it once started)")
+    parser.add_argument("--processes", default="",
+                        help="also run the cells against N receiver processes sharing the port, as `serve "
+                             "--receivers N` runs them (comma-separated counts, e.g. 1,2)")
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
     kinds = args.kinds.split(",")
+    if args.processes:
+        return main_processes(args, levels, kinds, [int(n) for n in args.processes.split(",")])
 
     secret = new_webhook_secret().reveal()
     public = Ed25519PrivateKey.from_private_bytes(SIGNING_SEED).public_key()
@@ -313,6 +436,31 @@ def main(argv: list[str] | None = None) -> int:
           f"({stats.events / max(1, stats.batches):.1f} per transaction), "
           f"largest batch {stats.largest_batch}")
     return 0 if stored >= rows_expected else 1
+
+
+def main_processes(args: argparse.Namespace, levels: list[int], kinds: list[str], counts: list[int]) -> int:
+    secret = new_webhook_secret().reveal()
+    public = Ed25519PrivateKey.from_private_bytes(SIGNING_SEED).public_key()
+    key = base64.b64encode(public.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+    lines = [f"{'endpoint':<22}{'procs':>6}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs no-op':>10}"
+             f"{'server µs/req':>16}  {'per process':<12}{'client':>7}  statuses"]
+    expected = 0
+    with database(args.database_url) as engine:
+        label = "PostgreSQL" if engine.dialect.name == "postgresql" else "SQLite (WAL, synchronous=FULL)"
+        print(f"ingest: {label}; receiver processes sharing one port (SO_REUSEPORT), as `serve --receivers N`; "
+              f"{args.seconds:g} s per cell after {WARMUP_SECONDS:g} s warm-up; load from a separate process; "
+              f"no-op: as many processes of a bare Starlette endpoint", flush=True)
+        print(lines[0], flush=True)
+        for count in counts:
+            more, rows = run_processes(args, engine, secret, key, levels, kinds, count)
+            lines += more
+            expected += rows
+        with engine.connect() as conn:
+            stored = conn.execute(sa.text("SELECT count(*) FROM inbound_events")).scalar_one()
+    print()
+    print("\n".join(lines))
+    print(f"\nrows stored: {stored} (>= {expected} answered 200 in the measured windows)")
+    return 0 if stored >= expected else 1
 
 
 if __name__ == "__main__":
