@@ -16,6 +16,7 @@ from snapbridge.sandbox import Sandboxes
 from snapbridge.security import Role
 from snapbridge.store import JobStatus, UsageSample
 from snapbridge.web.api.models import UsageWindowOut
+from snapbridge.web.dashboard import history as dashboard_history
 from snapbridge.web.dashboard import latency_chart, nice_ceiling, outcome_chart, slots, usage_chart
 
 PAGES = ["/", "/connections", "/templates", "/workflows", "/workflows/builder", "/runs", "/dead-letters",
@@ -154,6 +155,24 @@ def test_dead_letters_filter_and_replay_the_matching_ones(served: Served) -> Non
                                                           "from": "trigger"})
         assert "Replayed 1 matching dead letter from the trigger." in done.text
         assert [d.run_id for d in served.store.dead_letters()] == [other]
+
+
+def test_dead_letters_come_in_pages_that_keep_the_filter(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dashboard_history, "DEAD_PAGE", 2)
+    runs = [make_dead_letter(served.store, "welcome", f"HTTP 422: bad {n}", at=T0 + timedelta(seconds=n))
+            for n in range(5)]
+    make_dead_letter(served.store, "welcome", "HTTP 404: gone", at=T0 + timedelta(seconds=9))
+    seen: list[int] = []
+    with httpx.Client(base_url=served.base_url, follow_redirects=True) as client:
+        signed_in(client)
+        url: str | None = "/dead-letters?reason=422"
+        while url:
+            page = client.get(url).text
+            seen += [int(r) for r in re.findall(r'<td><a href="/runs/(\d+)">', page)]
+            found = re.search(r'<a href="([^"]+)" id="next-page">', page)
+            url = found.group(1).replace("&amp;", "&") if found else None
+            assert url is None or "reason=422" in url
+    assert seen == runs[::-1]  # newest first, each once, the 404 never
 
 
 def test_one_dead_letter_replays_from_the_trigger(served: Served) -> None:

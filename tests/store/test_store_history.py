@@ -141,3 +141,20 @@ def test_replaying_from_the_trigger_queues_every_step_with_the_same_keys(store: 
     assert [s.idempotency_key for s in after.steps] == [s.idempotency_key for s in before.steps]
     # The first step runs again first: the same key asks the API for the write it already made.
     assert [j.step_index for j in store.claim("w", limit=5, lease_seconds=30, now=T0)] == [0]
+
+
+def test_dead_letters_page_by_the_last_job_id_without_skips_or_repeats(store: Store) -> None:
+    for n in range(5):
+        _run(store, "welcome", f"customer:{n}", T0)
+    jobs = store.claim("w", limit=10, lease_seconds=30, now=T0)
+    for n, job in enumerate(jobs):  # two died at one instant: the job id orders them
+        store.dead_letter(job, attempt=AttemptRecord(T0, 1.0, 422), reason=f"invalid {n}",
+                          now=T0 + timedelta(seconds=min(n, 3)))
+    everything = [d.job_id for d in store.dead_letters()]
+    pages: list[int] = []
+    before: int | None = None
+    while page := store.dead_letters(2, before=before):
+        pages += [d.job_id for d in page]
+        before = page[-1].job_id
+    assert pages == everything and len(everything) == 5
+    assert store.dead_letters(before=max(everything) + 1000) == []  # not a job: nothing, not everything

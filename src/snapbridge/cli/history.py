@@ -69,9 +69,16 @@ def runs_command(run_id: int | None, failed: bool, status: str | None, workflow:
 
 
 @click.command("dead-letters")
+@click.option("--workflow", help="Only dead letters of this workflow.")
+@click.option("--connection", help="Only dead letters sent through this connection.")
+@click.option("--reason", help="Only those whose reason contains this text (any case).")
+@click.option("--after", "after_job", type=_ID, metavar="JOB_ID",
+              help="The next page: those listed after this job (the last one of the previous page).")
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
-def dead_letters_command(limit: int) -> int:
-    """Steps that failed for good, with the reason; `snapbridge replay` sends them again.
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def dead_letters_command(workflow: str | None, connection: str | None, reason: str | None, after_job: int | None,
+                         limit: int, as_json: bool) -> int:
+    """Steps that failed for good, newest first, with the reason; `snapbridge replay` sends them again.
 
     A dead letter marked superseded has a later job of the same customer (ordering key) delivered since:
     `snapbridge replay` leaves it out unless given --force.
@@ -79,15 +86,29 @@ def dead_letters_command(limit: int) -> int:
     from snapbridge.catalog import appending_actions  # here: loading the catalog would slow every command
 
     with open_store() as store:
-        letters = store.dead_letters(limit)
+        letters = store.dead_letters(limit, workflow=workflow, connection=connection, reason=reason,
+                                     before=after_job)
         superseded = store.supersessions([d.job_id for d in letters], appending_actions())
-    if not letters:
-        click.echo("no dead letters")
     for d in letters:
         later = superseded.get(d.job_id)
+        if as_json:
+            click.echo(json.dumps({
+                "job": d.job_id, "run": d.run_id, "died_at": d.died_at.isoformat(), "workflow": d.workflow_name,
+                "step": d.step_id, "action": d.action, "connection": d.connection, "customer": d.customer_key,
+                "attempts": d.attempts, "reason": d.reason,
+                "superseded_by": later.superseded_by if later else None}))
+            continue
         mark = f"  [superseded: {later.reason}]" if later else ""
         click.echo(f"job {d.job_id:>6} run {d.run_id:>6} {d.died_at:%Y-%m-%d %H:%M:%S} {d.workflow_name}/{d.step_id} "
                    f"({d.action}) {d.customer_key}: {d.reason}{mark}")
+    filters = [f"--{name} {shlex.quote(value)}" for name, value in
+               (("workflow", workflow), ("connection", connection), ("reason", reason)) if value]
+    if not letters and not as_json:
+        click.echo("no more dead letters" if after_job else
+                   "no dead letters match" if filters else "no dead letters")
+    if len(letters) == limit:
+        more = " ".join([*filters, f"--after {letters[-1].job_id}", *([f"--limit {limit}"] if limit != 100 else [])])
+        click.echo(f"more may follow: snapbridge dead-letters {more}", err=True)
     return 0
 
 

@@ -164,15 +164,19 @@ def _dead_where(
 def dead_letters(
     conn: Connection, limit: int = 100, *, workflow: str | None = None, connection: str | None = None,
     reason: str | None = None, since: datetime | None = None, until: datetime | None = None,
-    workspace: int | None = None, before: tuple[datetime, int] | None = None,
+    workspace: int | None = None, before: tuple[datetime, int] | int | None = None,
 ) -> list[DeadLetter]:
     """Dead jobs, most recent first, with the reason they died; the filters combine. `before` (died_at, job id
-    of the last one of a page) gives the next page: those after it in this order, none skipped or repeated
-    when several died at the same instant."""
+    of the last one of a page; or that job's id alone) gives the next page: those after it in this order, none
+    skipped or repeated when several died at the same instant. An unknown job id lists none."""
     where = _dead_where(workflow=workflow, connection=connection, reason=reason, since=since, until=until,
                         workspace=workspace)
     if before is not None:
-        at, job_id = utc(before[0]), before[1]
+        if isinstance(before, int):
+            job_id = before
+            at: Any = sa.select(jobs.c.updated_at).where(jobs.c.id == job_id).scalar_subquery()
+        else:
+            at, job_id = utc(before[0]), before[1]
         where.append(sa.or_(jobs.c.updated_at < at, sa.and_(jobs.c.updated_at == at, jobs.c.id < job_id)))
     rows = conn.execute(
         sa.select(jobs, runs.c.workflow_name, runs.c.customer_key)

@@ -380,9 +380,9 @@ class Store:
     def dead_letters(self, limit: int = 100, *, workflow: str | None = None, connection: str | None = None,
                      reason: str | None = None, since: datetime | None = None,
                      until: datetime | None = None, workspace: int | None = None,
-                     before: tuple[datetime, int] | None = None) -> list[DeadLetter]:
+                     before: tuple[datetime, int] | int | None = None) -> list[DeadLetter]:
         """Newest first; `reason` is part of the reason (any case); died in [since, until); `before`: the
-        (died_at, job_id) of the previous page's last one."""
+        (died_at, job_id) of the previous page's last one, or its job id."""
         with self._read("list dead letters") as conn:
             return history.dead_letters(conn, limit, workflow=workflow, connection=connection, reason=reason,
                                         since=since, until=until, workspace=workspace, before=before)

@@ -404,7 +404,7 @@ class Operations:
 
     # dead letters
 
-    def dead_letter_rows(self, wanted: DeadFilter, limit: int, before: tuple[datetime, int] | None = None
+    def dead_letter_rows(self, wanted: DeadFilter, limit: int, before: tuple[datetime, int] | int | None = None
                          ) -> list[DeadLetter]:
         return self.ctx.store.dead_letters(limit, workflow=wanted.workflow, connection=wanted.connection,
                                            reason=wanted.reason, since=wanted.since, until=wanted.until,

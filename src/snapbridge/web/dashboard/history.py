@@ -123,11 +123,16 @@ def history_routes(kit: Kit) -> list[BaseRoute]:
         except ApiProblem as exc:
             return render(request, "dead_letters.html", principal, exc.status, dead=[], filters=filters,
                           filtered=True, replay_from=REPLAY_FROM, superseded={}, force_label=FORCE_LABEL,
-                          error=exc.message)
-        dead = ops(principal).dead_letter_rows(wanted, DEAD_PAGE)
+                          error=exc.message, next_url="", more=False)
+        found = ops(principal).dead_letter_rows(wanted, DEAD_PAGE + 1,
+                                                _page_cursor(request.query_params.get("after_job", "")))
+        dead = found[:DEAD_PAGE]
+        kept = {k: v for k, v in filters.items() if v}
+        more = len(found) > len(dead)
+        next_url = f"/dead-letters?{urlencode({**kept, 'after_job': dead[-1].job_id})}" if more else ""
         return render(request, "dead_letters.html", principal, dead=dead, filters=filters, filtered=wanted.is_set,
                       replay_from=REPLAY_FROM, superseded=ops(principal).superseded(dead), force_label=FORCE_LABEL,
-                      error="")
+                      error="", next_url=next_url, more=more)
 
     async def replay(request: Request, principal: Principal) -> Response:
         form = await request.form()
