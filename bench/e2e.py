@@ -1,10 +1,12 @@
 """End-to-end benchmark: Gumroad ping → `snapbridge serve` → Snapshots sandbox, throughput and p50/p99 latency.
 
     .venv/bin/python bench/e2e.py [--engines sqlite,postgresql] [--seconds 5] [--rate 500] [--workers 1,2]
+                                  [--receivers 1,2]
 
 For each engine (a fresh SQLite file, or a fresh PostgreSQL database on --pg-admin-url) the sandboxes run in this
 process, the CLI connects snapbridge to them and installs the starter templates, and `snapbridge serve
---no-pollers` runs as a child process (with N-1 extra `snapbridge worker` processes on PostgreSQL). Two loads:
+--no-pollers [--receivers N]` runs as a child process (with N-1 extra `snapbridge worker` processes on
+PostgreSQL). Two loads:
 a fixed offered rate (--rate pings/s) and saturation (as fast as 32 connections go). Latency is from sending a
 ping to its `POST /events` being accepted by the Snapshots sandbox (watched every 5 ms), so it includes the
 receiver's commit, deriving, the worker's claim and the HTTP call. The baseline, measured in the same run, is
@@ -136,15 +138,15 @@ async def _load(url: str, seller_id: str, tag: str, seconds: float, rate: float 
         try:
             while True:
                 if rate is None:
-                    number: int | None = next(counter)
+                    number = next(counter)
                     if time.monotonic() - begin >= seconds:
                         return
                     due = time.monotonic()
                 else:
-                    number = await due_numbers.get()
-                    if number is None:
+                    queued = await due_numbers.get()
+                    if queued is None:
                         return
-                    due = begin + number / rate
+                    number, due = queued, begin + queued / rate
                 sale_id = f"{tag}-{number:07d}"
                 body = ping(seller_id, sale_id, number)
                 sent[sale_id] = due
@@ -203,7 +205,7 @@ def report(name: str, cell: Cell, watcher: Watcher, drain_seconds: float) -> Non
               f"load's watch ended (still queued)")
 
 
-def run_engine(engine: str, procs: int, args: argparse.Namespace) -> None:
+def run_engine(engine: str, procs: int, args: argparse.Namespace, receivers: int = 1) -> None:
     boxes = start_sandboxes(seed=5, time_factor=0.01)
     home = Path(tempfile.mkdtemp(prefix=f"sb-e2e-{engine}-"))
     children: list[subprocess.Popen[bytes]] = []
@@ -211,11 +213,11 @@ def run_engine(engine: str, procs: int, args: argparse.Namespace) -> None:
         with database(engine, home, args.pg_admin_url) as url:
             env, port, hook, _company = prepare(boxes, home, url)
             log = (home / "serve.log").open("ab")
-            children.append(spawn(env, log, "serve", "--no-pollers"))
+            children.append(spawn(env, log, "serve", "--no-pollers", "--receivers", str(receivers)))
             children.extend(spawn(env, log, "worker") for _ in range(procs - 1))
             wait_for_port(port)
             watcher = Watcher(boxes)
-            print(f"{engine}, {procs} worker process(es):")
+            print(f"{engine}, {procs} worker process(es), {receivers} receiver process(es):")
             seller = boxes.gumroad.seller_id
             warm = load(hook, seller, "warm", CUSTOMERS / 200, 200)  # every customer's first purchase
             report("warm-up (200/s)", warm, watcher, 30)
@@ -356,6 +358,8 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="worker processes (2+ only on PostgreSQL)")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--receivers", default="1",
+                        help="serve --receivers N: processes answering webhooks (comma-separated counts)")
     parser.add_argument("--stages", action="store_true", help="only time each stage alone on a backlog")
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
@@ -365,8 +369,9 @@ def main() -> None:
                 continue  # SQLite: workers run within one process
             if args.stages:
                 run_stages(engine, procs, args)
-            else:
-                run_engine(engine, procs, args)
+                continue
+            for receivers in (int(r) for r in args.receivers.split(",")):
+                run_engine(engine, procs, args, receivers)
     print("targets (issue 5): end to end >= 2000/s; p99 < 100 ms at 500/s")
 
 
