@@ -4,6 +4,7 @@ On SQLite and PostgreSQL. The pings are forged for the connected seller (`--no-v
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -35,8 +36,8 @@ def _children(pid: int) -> list[int]:
     tasks = Path(f"/proc/{pid}/task")
     found: list[int] = []
     for task in tasks.iterdir():
-        children = (task / "children").read_text().split()
-        found += [int(c) for c in children]
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            found += [int(c) for c in (task / "children").read_text().split()]
     return found
 
 
@@ -111,3 +112,18 @@ def test_receiver_processes_stop_when_their_serve_is_killed(boxes: Sandboxes, tm
     with _serving(boxes, tmp_path, "sqlite", 3) as (service, _setup, children):
         service.kill()  # SIGKILL: the parent runs no shutdown code, the children must notice by themselves
         wait_for(lambda: not any(_alive(c) for c in children), timeout=30, what="the receiver processes to exit")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("told", ["sigterm-to-the-receiver", "ctrl-c-to-both"])
+def test_a_receiver_told_to_stop_stops_the_service_cleanly(boxes: Sandboxes, tmp_path: Path, told: str) -> None:
+    with _serving(boxes, tmp_path, "sqlite", 2) as (service, _setup, children):
+        assert service.proc is not None
+        if told == "ctrl-c-to-both":  # a terminal's Ctrl+C reaches every process of the foreground group
+            os.kill(service.proc.pid, signal.SIGINT)
+            os.kill(children[0], signal.SIGINT)
+        else:
+            os.kill(children[0], signal.SIGTERM)
+        code = service.proc.wait(timeout=60)
+    assert code == 0, service.tail()
+    assert "snapbridge stopped" in service.tail() and "service_part_failed" not in service.tail()

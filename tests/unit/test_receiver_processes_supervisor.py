@@ -1,5 +1,6 @@
 """ReceiverProcesses with real child processes (not snapbridge): a byte on the pipe wakes the deriver, a child
-that exits ends `run` early with its reason logged, and `stop` terminates the children."""
+that fails ends `run` early with its reason logged, one that exits 0 (told to stop) stops the service, and
+`stop` terminates the children."""
 
 from __future__ import annotations
 
@@ -34,6 +35,12 @@ async def test_a_child_that_exits_ends_run_early_and_says_how(caplog: pytest.Log
         await asyncio.wait_for(_python("import sys; sys.exit(3)").run(lambda: None, stop), timeout=30)
     assert not stop.is_set()
     assert "action=receiver_process_ended number=2" in caplog.text and "exit_code=3" in caplog.text
+
+
+async def test_a_child_that_was_told_to_stop_stops_the_service_cleanly() -> None:
+    stop = asyncio.Event()
+    await asyncio.wait_for(_python("import sys; sys.exit(0)").run(lambda: None, stop), timeout=30)
+    assert stop.is_set()
 
 
 def test_wake_through_never_blocks_on_a_full_pipe_or_a_gone_reader() -> None:

@@ -7,8 +7,9 @@ derives and delivers. Python runs one thread at a time per process, and a webhoo
 CPU, so one process answers about 3,000-4,000 a second; a second process adds most of another core.
 
 Each child has a pipe to the parent. A byte on it means "I committed new events", so the deriver starts at once
-rather than at its next idle look; the pipe's end means the child is gone, which stops the service like any
-part that fails. A child stops by itself when its parent is gone.
+rather than at its next idle look; the pipe's end means the child is gone: if it was told to stop (exit code 0:
+SIGTERM, or Ctrl+C, which reaches the whole process group) the service stops cleanly too; otherwise it stops like
+any part that fails. A child stops by itself when its parent is gone.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 STOP_SECONDS = 30.0  # how long a child may take to finish its answers after SIGTERM
 PARENT_CHECK_SECONDS = 1.0
+_TOLD_TO_STOP = frozenset({0, -signal.SIGTERM, -signal.SIGINT})  # a clean exit, or one of those signals
 
 
 @dataclass
@@ -44,6 +46,7 @@ class ReceiverProcesses:
         """`command(fd)`: the child's argv, told to write its wake-ups to file descriptor `fd`."""
         self.count = count
         self._command = command
+        self._watching: set[asyncio.Future[None]] = set()
 
     async def run(self, wake: Callable[[], object], stop: asyncio.Event) -> None:
         """Run the children until `stop` is set; return early (with the reason logged) if one of them ends."""
@@ -54,7 +57,7 @@ class ReceiverProcesses:
             for number in range(2, self.count + 1):
                 children.append(self._start(number))
                 child = children[-1]
-                loop.add_reader(child.pipe, self._readable, child, wake, ended)
+                loop.add_reader(child.pipe, self._readable, child, wake, stop, ended)
             log.info("action=receivers_started processes=%d pids=%s", self.count,
                      ",".join(str(c.process.pid) for c in children))
             stopping = asyncio.ensure_future(stop.wait())
@@ -69,6 +72,7 @@ class ReceiverProcesses:
                 loop.remove_reader(child.pipe)
                 os.close(child.pipe)
             await asyncio.gather(*(asyncio.to_thread(_stop, child) for child in children))
+            await asyncio.gather(*self._watching, return_exceptions=True)
 
     def _start(self, number: int) -> _Child:
         read_end, write_end = os.pipe()
@@ -82,8 +86,8 @@ class ReceiverProcesses:
         os.set_blocking(read_end, False)
         return _Child(number, process, read_end)
 
-    @staticmethod
-    def _readable(child: _Child, wake: Callable[[], object], ended: asyncio.Event) -> None:
+    def _readable(self, child: _Child, wake: Callable[[], object], stop: asyncio.Event, ended: asyncio.Event
+                  ) -> None:
         try:
             data = os.read(child.pipe, 4096)
         except BlockingIOError:
@@ -91,10 +95,20 @@ class ReceiverProcesses:
         if data:
             wake()
             return
-        # End of the pipe: the child exited (or closed it, which it never does on purpose).
+        # End of the pipe: the child is exiting (or closed it, which it never does on purpose).
         asyncio.get_running_loop().remove_reader(child.pipe)
+        self._watching.add(asyncio.ensure_future(self._ended(child, stop, ended)))
+
+    async def _ended(self, child: _Child, stop: asyncio.Event, ended: asyncio.Event) -> None:
+        code = await asyncio.to_thread(_exit_code, child.process)
+        if code in _TOLD_TO_STOP or stop.is_set():
+            # Told to stop (SIGTERM or Ctrl+C reach every process of a group at once; before its handlers are set
+            # up they end it): the service stops too, cleanly, not as a failure because the child was faster.
+            log.info("action=receiver_process_stopped number=%d pid=%d", child.number, child.process.pid)
+            stop.set()
+            return
         log.error("action=receiver_process_ended number=%d pid=%d %s", child.number, child.process.pid,
-                  _how(child.process.poll()))
+                  _how(code))
         ended.set()
 
 
@@ -105,6 +119,14 @@ def _how(code: int | None) -> str:
         with contextlib.suppress(ValueError):
             return f"signal={signal.Signals(-code).name}"
     return f"exit_code={code}"
+
+
+def _exit_code(process: subprocess.Popen[bytes]) -> int | None:
+    """The exit code of a child whose pipe has closed (it is exiting; None if it has not within a few seconds)."""
+    try:
+        return process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        return None
 
 
 def _stop(child: _Child) -> None:
