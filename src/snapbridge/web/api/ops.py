@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import replace
 
-from snapbridge.catalog import appending_actions
 from snapbridge.errors import AuthFailed, DeliveryError, InvalidInput, Retryable, SnapbridgeError
 from snapbridge.runtime import ConnectionReport, Connections, check_connection, execute_test_run, new_webhook_secret
 from snapbridge.security import Secret, Vault, redact_text
@@ -16,34 +13,24 @@ from snapbridge.store import (
     DEFAULT_WORKSPACE,
     ConnectionRecord,
     ConnectionStore,
-    DeadLetter,
-    Profile,
-    RunDetail,
     RunStatus,
-    RunSummary,
     WorkflowRecord,
 )
 from snapbridge.web.api.context import ApiProblem, WebContext
-from snapbridge.web.api.export import customer_out
+from snapbridge.web.api.history_ops import DeadFilter, HistoryOperations
 from snapbridge.web.api.models import (
     ConnectionIn,
     ConnectionOut,
     ConnectionTest,
     Counts,
     CredentialIn,
-    CustomerOut,
-    DeadLetterOut,
     DryRunOut,
     PlanOut,
-    ReplayOut,
     RequestOut,
     RunTestOut,
     RunTestStepOut,
     ScopeOut,
-    SupersededOut,
     TemplateOut,
-    UsageOut,
-    UsageWindowOut,
     WorkflowOut,
 )
 from snapbridge.workflows import (
@@ -62,27 +49,11 @@ from snapbridge.workflows import (
     template_text,
 )
 
-__all__ = ["DeadFilter", "Operations"]
+__all__ = ["DeadFilter", "Operations"]  # DeadFilter: from history_ops
 
 APP_TITLES = {"gumroad": "Gumroad", "snapshots": "the Snapshots API"}
 # The option that names the account a connection reached (Gumroad checks the seller id on every ping).
 ACCOUNT_OPTION = {"gumroad": "seller_id", "snapshots": "company_id"}
-MAX_JOB_ID = 2**62
-
-
-@dataclass(frozen=True)
-class DeadFilter:
-    """Which dead letters: of a workflow, on a connection, whose reason holds some text, dead in [since, until)."""
-
-    workflow: str | None = None
-    connection: str | None = None
-    reason: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-    @property
-    def is_set(self) -> bool:
-        return any((self.workflow, self.connection, self.reason, self.since, self.until))
 
 
 _ENABLED_LINE = re.compile(r"^enabled:[ \t]*\S+[ \t]*(#.*)?$", re.MULTILINE)
@@ -105,7 +76,6 @@ def explain_failure(exc: SnapbridgeError, app: str, base_url: str, secret: Secre
     return redact_text(str(exc), [secret])
 
 
-EXPORT_PAGE = 500
 
 
 def _scopes(report: ConnectionReport) -> list[ScopeOut]:
@@ -156,11 +126,6 @@ def checked_workflow(text: str) -> Workflow:
     return workflow
 
 
-def _replayed(queued: int, superseded: Iterable[object]) -> ReplayOut:
-    return ReplayOut(replayed=queued,
-                     superseded=[SupersededOut.model_validate(s, from_attributes=True) for s in superseded])
-
-
 def _sample_profile(event: Event) -> CustomerProfile | None:
     customer = getattr(event, "customer", None)
     email = getattr(customer, "email", None)
@@ -172,7 +137,7 @@ def _sample_profile(event: Event) -> CustomerProfile | None:
         {"email": email, **{k: v for k, v in fields.items() if v is not None}, "first_seen_at": event.occurred_at})
 
 
-class Operations:
+class Operations(HistoryOperations):
     """Everything here sees one workspace: another workspace's connection, workflow, run or dead letter is
     "not found" (404), never "forbidden", so its existence is not told either."""
 
@@ -402,92 +367,6 @@ class Operations:
         except InvalidInput as exc:
             raise ApiProblem(422, str(exc), [{"path": "sample", "message": str(exc)}]) from None
 
-    # dead letters
-
-    def dead_letter_rows(self, wanted: DeadFilter, limit: int, before: tuple[datetime, int] | int | None = None
-                         ) -> list[DeadLetter]:
-        return self.ctx.store.dead_letters(limit, workflow=wanted.workflow, connection=wanted.connection,
-                                           reason=wanted.reason, since=wanted.since, until=wanted.until,
-                                           workspace=self.workspace, before=before)
-
-    def superseded(self, letters: Sequence[DeadLetter]) -> dict[int, SupersededOut]:
-        """The listed dead letters a replay would leave out as superseded, by job id."""
-        found = self.ctx.store.supersessions([d.job_id for d in letters], appending_actions())
-        return {job_id: SupersededOut.model_validate(s, from_attributes=True) for job_id, s in found.items()}
-
-    def dead_letters(self, wanted: DeadFilter, limit: int, before: tuple[datetime, int] | None = None
-                     ) -> list[DeadLetterOut]:
-        rows = self.dead_letter_rows(wanted, limit, before)
-        superseded = self.superseded(rows)
-        out: list[DeadLetterOut] = []
-        for d in rows:
-            later = superseded.get(d.job_id)
-            out.append(DeadLetterOut(
-                job_id=d.job_id, run_id=d.run_id, workflow=d.workflow_name, customer=d.customer_key,
-                step_id=d.step_id, action=d.action, connection=d.connection, attempts=d.attempts, reason=d.reason,
-                died_at=d.died_at, superseded_by=later.superseded_by if later else None,
-                superseded_reason=later.reason if later else None))
-        return out
-
-    def replay_one(self, job_id: int, *, from_trigger: bool, force: bool = False) -> ReplayOut:
-        """Replay one dead letter: from its failed step, or every step of its run (same idempotency keys); a
-        superseded one only with `force` (otherwise it is reported, and nothing is queued)."""
-        outcome = self.ctx.store.replay(job_ids=[job_id], from_start=from_trigger, force=force,
-                                        workspace=self.workspace, appends=appending_actions()
-                                        ) if job_id < MAX_JOB_ID else None
-        if outcome is None or not (outcome.queued or outcome.superseded):
-            raise ApiProblem(404, "no such dead letter")
-        return _replayed(outcome.queued, outcome.superseded)
-
-    def replay_matching(self, wanted: DeadFilter, *, from_trigger: bool, force: bool = False) -> ReplayOut:
-        if not wanted.is_set:
-            raise ApiProblem(422, "say which dead letters: workflow, connection, reason, since or until "
-                                  "(replay-all takes every one)")
-        outcome = self.ctx.store.replay_matching(workflow=wanted.workflow, connection=wanted.connection,
-                                                 reason=wanted.reason, since=wanted.since, until=wanted.until,
-                                                 from_start=from_trigger, force=force, workspace=self.workspace,
-                                                 appends=appending_actions())
-        return _replayed(outcome.queued, outcome.superseded)
-
-    def replay_all(self, *, force: bool = False) -> ReplayOut:
-        outcome = self.ctx.store.replay(all_dead=True, force=force, workspace=self.workspace,
-                                        appends=appending_actions())
-        return _replayed(outcome.queued, outcome.superseded)
-
-    def runs(self, *, status: RunStatus | None = None, workflow: str | None = None, customer: str | None = None,
-             since: datetime | None = None, until: datetime | None = None, before_id: int | None = None,
-             limit: int = 50) -> list[RunSummary]:
-        return self.ctx.store.runs(status=status, workflow=workflow, customer=customer, since=since, until=until,
-                                   before_id=before_id, limit=limit, workspace=self.workspace)
-
-    def run_detail(self, run_id: int) -> RunDetail:
-        detail = self.ctx.store.run_detail(run_id, workspace=self.workspace) if run_id < MAX_JOB_ID else None
-        if detail is None:
-            raise ApiProblem(404, "no such run")
-        return detail
-
-    # history and usage
-
-    def profiles(self, *, segment: str | None, search: str | None, limit: int, after_id: int | None
-                 ) -> list[Profile]:
-        return self.ctx.store.list_profiles(segment=segment, search=search, limit=limit, after_id=after_id,
-                                            workspace=self.workspace)
-
-    def customers(self, *, segment: str | None, search: str | None, limit: int,
-                  after_id: int | None) -> list[CustomerOut]:
-        return [customer_out(p) for p in self.profiles(segment=segment, search=search, limit=limit,
-                                                       after_id=after_id)]
-
-    def all_customers(self, *, segment: str | None, search: str | None) -> Iterator[Profile]:
-        """Every matching profile, read a page at a time."""
-        after: int | None = None
-        while True:
-            page = self.profiles(segment=segment, search=search, limit=EXPORT_PAGE, after_id=after)
-            yield from page
-            if len(page) < EXPORT_PAGE:
-                return
-            after = page[-1].id
-
     def counts(self) -> Counts:
         store, workspace = self.ctx.store, self.workspace
         runs = store.runs(limit=1000, workspace=workspace)
@@ -498,16 +377,3 @@ class Operations:
                       workflows=len(workflows), workflows_enabled=sum(1 for w in workflows if w.enabled),
                       connections=len(self.connections()),
                       dead_letters=len(store.dead_letters(limit=1000, workspace=workspace)))
-
-    def usage(self, minutes: int, connection: str | None) -> UsageOut:
-        since = self.ctx.clock() - timedelta(minutes=minutes)
-        windows = self.ctx.store.usage(connection, since, workspace=self.workspace)
-        quotas: dict[str, float] = {}
-        for name in sorted({w.connection for w in windows}):
-            bucket = self.ctx.store.get_bucket(name)
-            if bucket is not None:
-                quotas[name] = round(bucket.refill_per_second * 60, 2)
-        return UsageOut(since=since, quota_per_minute=quotas, windows=[
-            UsageWindowOut(connection=w.connection, window_start=w.window_start, requests=w.requests,
-                           errors=w.errors, throttled=w.throttled, mean_latency_ms=round(w.mean_latency_ms, 1))
-            for w in windows])
