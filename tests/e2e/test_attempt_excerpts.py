@@ -13,22 +13,18 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
-from test_worker import run_workers
+from test_worker_support import first_step, make_worker, queue_single_steps, run_workers, save_connection
 
-from snapbridge.runtime import ActionRunner, Connections, Worker, WorkerConfig, limiter_for
-from snapbridge.security import Secret, Vault
+from snapbridge.runtime import Worker
+from snapbridge.security import Vault
 from snapbridge.store import (
     AttemptOutcome,
-    ConnectionRecord,
-    ConnectionStore,
     JobStatus,
-    NewJob,
-    NewRun,
     StepDetail,
     Store,
 )
@@ -110,35 +106,19 @@ class Rig:
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
 
     def worker(self) -> Worker:
-        connections = Connections(ConnectionStore(self.store.engine), self.vault, allowed_hosts=("127.0.0.1",),
-                                  cache_seconds=0.0)
-        config = WorkerConfig(name="w1", idle_seconds=0.1, lease_seconds=30.0, lease_reserve_seconds=1.0,
-                              grace_seconds=5.0, base_delay=timedelta(milliseconds=10),
-                              max_delay=timedelta(milliseconds=50))
-        return Worker(self.store, ActionRunner(connections, self.store), limiter_for(self.store), config,
-                      rand=lambda: 0.0)
+        return make_worker(self.store, self.vault, "w1", idle_seconds=0.1,
+                           base_delay=timedelta(milliseconds=10), max_delay=timedelta(milliseconds=50))
 
     def enqueue(self, jobs: Sequence[tuple[str, dict[str, object]]]) -> list[int]:
-        """One single-step run per (action, input); returns the run ids."""
-        now = datetime.now(UTC)
-        runs = []
-        with self.store.transaction() as tx:
-            for index, (action, values) in enumerate(jobs):
-                order = f"o-{self.tag}-{index}"
-                run_id = tx.create_run(NewRun("test", None, "purchase", order, now))
-                tx.enqueue([NewJob(run_id=run_id, step_index=0, step_id="s0", action=action,
-                                   connection=CONNECTION, ordering_key=order,
-                                   idempotency_key=f"test-{self.tag}-{index}", input=values)], now=now)
-                runs.append(run_id)
-        return runs
+        """One single-step run per (action, input), each its own ordering key; returns the run ids."""
+        ordered = [(action, values, f"o-{self.tag}-{index}") for index, (action, values) in enumerate(jobs)]
+        return [q.run_id for q in queue_single_steps(self.store, ordered, key_prefix=f"test-{self.tag}")]
 
     def customer(self, suffix: str) -> str:
         return f"c-{self.tag}-{suffix}"
 
     def step(self, run_id: int) -> StepDetail:
-        found = self.store.run_detail(run_id)
-        assert found is not None
-        return found.steps[0]
+        return first_step(self.store, run_id)
 
     def parts_of_key(self, text: str) -> list[str]:
         """The pieces of the key (6 characters or more) that `text` holds."""
@@ -151,10 +131,7 @@ async def rig(migrated: Engine, tmp_path: Path) -> AsyncIterator[Rig]:
     server = EchoServer()
     url = await server.start()
     made = Rig(store, server, Vault.open(tmp_path / "secret.key"))
-    ConnectionStore(store.engine).save(ConnectionRecord(
-        name=CONNECTION, app="snapshots", base_url=url,
-        credential=made.vault.encrypt(Secret(made.key), bound_to=f"{CONNECTION}:credential"),
-    ))
+    save_connection(store, made.vault, url, made.key)
     try:
         yield made
     finally:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,14 +24,23 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from test_pipeline_support import ROOT, connect_all, fresh_database, wait_for
+from test_worker_support import (
+    ALL_SCOPES,
+    CONNECTION,
+    Job,
+    event_job,
+    make_worker,
+    queue_single_steps,
+    save_connection,
+    upsert_job,
+)
 
-from snapbridge.runtime import ActionRunner, Connections, Worker, WorkerConfig, limiter_for
+from snapbridge.runtime import Worker
 from snapbridge.sandbox import Sandboxes, start_sandboxes
 from snapbridge.sandbox.journal import JournalEntry
 from snapbridge.sandbox.snapshots import SandboxKey
-from snapbridge.security import Secret, Vault
+from snapbridge.security import Vault
 from snapbridge.store import (
-    ConnectionRecord,
     ConnectionStore,
     JobStatus,
     NewJob,
@@ -41,9 +50,6 @@ from snapbridge.store import (
     open_engine,
 )
 
-ALL_SCOPES = ("saas/location.read", "saas/location.write", "events.write", "events.readonly",
-              "customers.write", "customers.readonly")
-CONNECTION = "snap"
 UNFINISHED = (JobStatus.QUEUED.value, JobStatus.LEASED.value)
 
 
@@ -58,47 +64,25 @@ class Rig:
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
 
     def connect(self, key: SandboxKey) -> None:
-        ConnectionStore(self.store.engine).save(ConnectionRecord(
-            name=CONNECTION, app="snapshots", base_url=self.sandboxes.snapshots_url,
-            credential=self.vault.encrypt(Secret(key.key), bound_to=f"{CONNECTION}:credential"),
-        ))
+        save_connection(self.store, self.vault, self.sandboxes.snapshots_url, key.key)
         self.key = key
 
     def worker(self, name: str, *, cache_seconds: float = 0.0, rand: Callable[[], float] = lambda: 0.0,
                store: Store | None = None, **overrides: object) -> Worker:
-        store = store or self.store
-        connections = Connections(ConnectionStore(store.engine), self.vault, allowed_hosts=("127.0.0.1",),
-                                  cache_seconds=cache_seconds)
-        settings: dict[str, object] = {"name": name, "idle_seconds": 0.2, "lease_seconds": 30.0,
-                                       "lease_reserve_seconds": 1.0, "grace_seconds": 5.0}
-        settings.update(overrides)
-        config = WorkerConfig(**settings)  # type: ignore[arg-type]
-        return Worker(store, ActionRunner(connections, store), limiter_for(store), config, rand=rand)
+        return make_worker(store or self.store, self.vault, name, cache_seconds=cache_seconds, rand=rand,
+                           **overrides)
 
-    def enqueue(self, jobs: Sequence[tuple[str, Mapping[str, object], str]], *,
-                connection: str = CONNECTION) -> list[int]:
+    def enqueue(self, jobs: Sequence[Job], *, connection: str = CONNECTION) -> list[int]:
         """One single-step run per (action, input, ordering key), in order; the job ids."""
-        ids = []
-        now = datetime.now(UTC)
-        with self.store.transaction() as tx:
-            for action, values, order in jobs:
-                run_id = tx.create_run(NewRun("review", None, "purchase", order, now))
-                key = f"review-{self.tag}-{uuid.uuid4().hex[:8]}"
-                (made,) = tx.enqueue([NewJob(run_id=run_id, step_index=0, step_id="s0", action=action,
-                                             connection=connection, ordering_key=order, idempotency_key=key,
-                                             input=values)], now=now)
-                ids.append(made.id)
-        return ids
+        prefix = f"review-{self.tag}-{uuid.uuid4().hex[:8]}"
+        return [q.job_id for q in queue_single_steps(self.store, jobs, key_prefix=prefix, connection=connection,
+                                                     workflow="review")]
 
-    def upsert(self, suffix: str, **values: object) -> tuple[str, Mapping[str, object], str]:
-        customer = f"c-{self.tag}-{suffix}"
-        return ("snapshots.customers.upsert", {"customer_id": customer, **values}, f"customer:{customer}")
+    def upsert(self, suffix: str, **values: object) -> Job:
+        return upsert_job(f"c-{self.tag}-{suffix}", **values)
 
-    def event(self, suffix: str) -> tuple[str, Mapping[str, object], str]:
-        event_id = f"e-{self.tag}-{suffix}"
-        values = {"event_id": event_id, "type": "purchase", "timestamp": "2025-03-01T12:00:00Z",
-                  "data": {"n": suffix}}
-        return ("snapshots.events.create", values, f"customer:{event_id}")
+    def event(self, suffix: str) -> Job:
+        return event_job(f"e-{self.tag}-{suffix}", n=suffix)
 
     def journal(self, path: str | None = None) -> list[JournalEntry]:
         return [e for e in self.sandboxes.snapshots.requests(path=path) if e.api_key == self.key.fingerprint]

@@ -22,7 +22,8 @@ import pytest
 from sqlalchemy.engine import Engine
 from test_api_support import serve_app, signed_in
 from test_pipeline_support import fresh_database
-from test_worker import ALL_SCOPES, Rig, run_workers, settled, worker_rig
+from test_worker import Rig, settled, worker_rig
+from test_worker_support import ALL_SCOPES, run_workers
 
 from snapbridge.catalog import appending_actions
 from snapbridge.connectors.snapshots import SnapshotsClient

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -17,6 +17,17 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
+from test_worker_support import (
+    ALL_SCOPES,
+    CONNECTION,
+    Job,
+    event_job,
+    make_worker,
+    queue_single_steps,
+    run_workers,
+    save_connection,
+    upsert_job,
+)
 
 from snapbridge.runtime import (
     PLAN_KEY,
@@ -24,19 +35,16 @@ from snapbridge.runtime import (
     Connections,
     Limiter,
     Worker,
-    WorkerConfig,
     batch_idempotency_key,
-    limiter_for,
 )
 from snapbridge.runtime.actions import SegmentChangedHook
 from snapbridge.runtime.jobplan import pack_plan
 from snapbridge.sandbox import Sandboxes
 from snapbridge.sandbox.journal import JournalEntry
 from snapbridge.sandbox.snapshots import SandboxKey
-from snapbridge.security import Secret, Vault
+from snapbridge.security import Vault
 from snapbridge.store import (
     AttemptOutcome,
-    ConnectionRecord,
     ConnectionStore,
     JobStatus,
     NewJob,
@@ -55,9 +63,6 @@ from snapbridge.workflows import (
     plan_event,
 )
 
-ALL_SCOPES = ("saas/location.read", "saas/location.write", "events.write", "events.readonly",
-              "customers.write", "customers.readonly")
-CONNECTION = "snap"
 PROFILES = "gumroad"  # the connection local steps (the customer profile) run on
 
 
@@ -73,10 +78,7 @@ class Rig:
 
     def connect(self, key: SandboxKey) -> None:
         """(Re)connect the connection with this key, as `snapbridge connect` would store it."""
-        ConnectionStore(self.store.engine).save(ConnectionRecord(
-            name=CONNECTION, app="snapshots", base_url=self.sandboxes.snapshots_url,
-            credential=self.vault.encrypt(Secret(key.key), bound_to=f"{CONNECTION}:credential"),
-        ))
+        save_connection(self.store, self.vault, self.sandboxes.snapshots_url, key.key)
         self.key = key
 
     def worker(self, name: str, *, limiter: Limiter | None = None, rand: Callable[[], float] = lambda: 0.0,
@@ -84,26 +86,11 @@ class Rig:
         connections = Connections(ConnectionStore(self.store.engine), self.vault,
                                   allowed_hosts=("127.0.0.1",), cache_seconds=0.0)
         runner = ActionRunner(connections, self.store, on_segment_changed=on_segment_changed)
-        settings: dict[str, object] = {"name": name, "idle_seconds": 0.2, "lease_seconds": 30.0,
-                                       "lease_reserve_seconds": 1.0, "grace_seconds": 5.0}
-        settings.update(overrides)
-        chosen = limiter or limiter_for(self.store)
-        config = WorkerConfig(**settings)  # type: ignore[arg-type]
-        return Worker(self.store, runner, chosen, config, rand=rand)
+        return make_worker(self.store, self.vault, name, runner=runner, limiter=limiter, rand=rand, **overrides)
 
-    def enqueue(self, jobs: Sequence[tuple[str, Mapping[str, object], str]]) -> list[str]:
+    def enqueue(self, jobs: Sequence[Job]) -> list[str]:
         """One single-step run per (action, input, ordering key), in order; returns their idempotency keys."""
-        keys = []
-        now = datetime.now(UTC)
-        with self.store.transaction() as tx:
-            for index, (action, values, order) in enumerate(jobs):
-                run_id = tx.create_run(NewRun("test", None, "purchase", order, now))
-                key = f"test-{self.tag}-{index}"
-                tx.enqueue([NewJob(run_id=run_id, step_index=0, step_id="s0", action=action,
-                                   connection=CONNECTION, ordering_key=order, idempotency_key=key,
-                                   input=values)], now=now)
-                keys.append(key)
-        return keys
+        return [q.idempotency_key for q in queue_single_steps(self.store, jobs, key_prefix=f"test-{self.tag}")]
 
     def journal(self, *, path: str | None = None, key: SandboxKey | None = None) -> list[JournalEntry]:
         fingerprints = {(key or self.key).fingerprint}
@@ -112,14 +99,11 @@ class Rig:
     def customer(self, suffix: str) -> str:
         return f"c-{self.tag}-{suffix}"
 
-    def upsert(self, customer: str, **values: object) -> tuple[str, Mapping[str, object], str]:
-        return ("snapshots.customers.upsert", {"customer_id": customer, **values}, f"customer:{customer}")
+    def upsert(self, customer: str, **values: object) -> Job:
+        return upsert_job(customer, **values)
 
-    def event(self, suffix: str, order: str | None = None) -> tuple[str, Mapping[str, object], str]:
-        event_id = f"e-{self.tag}-{suffix}"
-        values: dict[str, object] = {"event_id": event_id, "type": "purchase",
-                                     "timestamp": "2025-03-01T12:00:00Z", "data": {"n": suffix}}
-        return ("snapshots.events.create", values, order or f"customer:{event_id}")
+    def event(self, suffix: str, order: str | None = None) -> Job:
+        return event_job(f"e-{self.tag}-{suffix}", order, n=suffix)
 
 
 @contextmanager
@@ -140,25 +124,6 @@ def worker_rig(engine: Engine, sandboxes: Sandboxes, home: Path) -> Iterator[Rig
 def rig(migrated: Engine, sandboxes: Sandboxes, tmp_path: Path) -> Iterator[Rig]:
     with worker_rig(migrated, sandboxes, tmp_path) as made:
         yield made
-
-
-async def run_workers(workers: Sequence[Worker], done: Callable[[], bool], within: float = 20.0) -> None:
-    """Run the workers until `done()` holds (polled), then stop them gracefully; fail after `within` s."""
-    tasks = [asyncio.create_task(w.run()) for w in workers]
-    deadline = time.monotonic() + within
-    try:
-        while not await asyncio.to_thread(done):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"not done within {within} s")
-            if any(t.done() for t in tasks):
-                raise AssertionError(f"a worker ended early: {[t.exception() for t in tasks if t.done()]}")
-            await asyncio.sleep(0.02)
-    finally:
-        for w in workers:
-            w.stop()
-        await asyncio.gather(*tasks)
-        for w in workers:
-            await w.runner.aclose()
 
 
 def settled(store: Store, count: int, *, dead: int = 0) -> Callable[[], bool]:

@@ -11,39 +11,43 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy.engine import Engine
-from test_worker import run_workers
+from test_worker_support import (
+    ALL_SCOPES,
+    Job,
+    event_job,
+    first_step,
+    make_worker,
+    queue_single_steps,
+    run_workers,
+    save_connection,
+    upsert_job,
+)
 
 from snapbridge.errors import Permanent, Retryable
-from snapbridge.runtime import ActionRunner, Connections, Worker, WorkerConfig, limiter_for
+from snapbridge.runtime import ActionRunner, Connections, Worker, limiter_for
 from snapbridge.runtime.actions import Outcome, Prepared
 from snapbridge.sandbox import Sandboxes, ServerThread
 from snapbridge.sandbox.snapshots import SandboxKey
-from snapbridge.security import Secret, Vault
+from snapbridge.security import Vault
 from snapbridge.store import (
     AttemptOutcome,
     ClaimedJob,
-    ConnectionRecord,
     ConnectionStore,
     JobOutcome,
     JobStatus,
-    NewJob,
-    NewRun,
     StepDetail,
     Store,
 )
 
-ALL_SCOPES = ("saas/location.read", "saas/location.write", "events.write", "events.readonly",
-              "customers.write", "customers.readonly")
-CONNECTION = "snap"
 ERROR_CHARS = 1_000  # the worker's bound on a stored or logged error
 HUGE = "99999999999999"  # digits only, so it parses: about 3.2 million years
 
@@ -154,10 +158,7 @@ class Rig:
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
 
     def connect(self, base_url: str) -> None:
-        ConnectionStore(self.store.engine).save(ConnectionRecord(
-            name=CONNECTION, app="snapshots", base_url=base_url,
-            credential=self.vault.encrypt(Secret(self.key.key), bound_to=f"{CONNECTION}:credential"),
-        ))
+        save_connection(self.store, self.vault, base_url, self.key.key)
 
     def runner(self, kind: type[ActionRunner] = ActionRunner) -> ActionRunner:
         connections = Connections(ConnectionStore(self.store.engine), self.vault, allowed_hosts=("127.0.0.1",),
@@ -166,41 +167,28 @@ class Rig:
 
     def worker(self, *, runner: ActionRunner | None = None, store: Store | None = None,
                rand: Callable[[], float] = lambda: 0.0, **overrides: object) -> Worker:
-        settings: dict[str, object] = {"name": f"w-{self.tag}", "idle_seconds": 0.2, "lease_seconds": 30.0,
-                                       "lease_reserve_seconds": 1.0, "grace_seconds": 2.0,
-                                       "base_delay": timedelta(seconds=0.05), "max_delay": timedelta(seconds=0.2)}
-        settings.update(overrides)
-        return Worker(store or self.store, runner or self.runner(), limiter_for(self.store),
-                      WorkerConfig(**settings), rand=rand)  # type: ignore[arg-type]
+        settings: dict[str, object] = {"name": f"w-{self.tag}", "grace_seconds": 2.0,
+                                       "base_delay": timedelta(seconds=0.05), "max_delay": timedelta(seconds=0.2),
+                                       **overrides}
+        name = str(settings.pop("name"))
+        return make_worker(store or self.store, self.vault, name, runner=runner or self.runner(),
+                           limiter=limiter_for(self.store), rand=rand, **settings)
 
-    def enqueue(self, jobs: Sequence[tuple[str, Mapping[str, object], str]]) -> list[int]:
+    def enqueue(self, jobs: Sequence[Job]) -> list[int]:
         """One single-step run per job, in order; returns the run ids."""
-        now = datetime.now(UTC)
-        runs = []
-        with self.store.transaction() as tx:
-            for index, (action, values, order) in enumerate(jobs):
-                run_id = tx.create_run(NewRun("test", None, "purchase", order, now))
-                tx.enqueue([NewJob(run_id=run_id, step_index=0, step_id="s0", action=action,
-                                   connection=CONNECTION, ordering_key=order,
-                                   idempotency_key=f"test-{self.tag}-{index}", input=values)], now=now)
-                runs.append(run_id)
-        return runs
+        return [q.run_id for q in queue_single_steps(self.store, jobs, key_prefix=f"test-{self.tag}")]
 
     def customer(self, suffix: str) -> str:
         return f"c-{self.tag}-{suffix}"
 
-    def upsert(self, customer: str, **values: object) -> tuple[str, Mapping[str, object], str]:
-        return ("snapshots.customers.upsert", {"customer_id": customer, **values}, f"customer:{customer}")
+    def upsert(self, customer: str, **values: object) -> Job:
+        return upsert_job(customer, **values)
 
-    def event(self, suffix: str) -> tuple[str, Mapping[str, object], str]:
-        event_id = f"e-{self.tag}-{suffix}"
-        return ("snapshots.events.create", {"event_id": event_id, "type": "purchase",
-                                            "timestamp": "2025-03-01T12:00:00Z"}, f"customer:{event_id}")
+    def event(self, suffix: str) -> Job:
+        return event_job(f"e-{self.tag}-{suffix}")
 
     def step(self, run_id: int) -> StepDetail:
-        found = self.store.run_detail(run_id)
-        assert found is not None
-        return found.steps[0]
+        return first_step(self.store, run_id)
 
     def requests(self, path: str) -> int:
         return sum(1 for e in self.sandboxes.snapshots.requests(path=path) if e.api_key == self.key.fingerprint)
