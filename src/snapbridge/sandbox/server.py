@@ -50,11 +50,12 @@ def bind_socket(host: str = "127.0.0.1", port: int = 0, *, reuse_port: bool = Fa
 class ServerThread:
     """One uvicorn server in its own thread and event loop; `start` returns once it accepts connections."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, *, root_path: str = "") -> None:
+        """`root_path`: the app is mounted under it, as behind a proxy that forwards /prefix/… (uvicorn's)."""
         self._sock = bind_socket(host, port)
         self.host = host
         self.port: int = self._sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", root_path=root_path)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name=f"sandbox-{self.port}", daemon=True)
         self.loop: asyncio.AbstractEventLoop | None = None

@@ -40,13 +40,20 @@ def _cross_origin(headers: Headers) -> bool:
     return offered not in hosts
 
 
+def _route_path(scope: Scope) -> str:
+    """The path the router matches: without the root_path a proxy mounts the app under."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root + "/") else path
+
+
 class WebGuard:
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(_HOOKS_PREFIX):
+        if scope["type"] != "http" or _route_path(scope).startswith(_HOOKS_PREFIX):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
@@ -58,7 +65,7 @@ class WebGuard:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await self._refuse(scope, receive, send, 413, f"the body is over {self.max_body_bytes} bytes")
             return
-        no_store = scope["path"].startswith(_API_PREFIX)
+        no_store = _route_path(scope).startswith(_API_PREFIX)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

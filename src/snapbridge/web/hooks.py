@@ -44,6 +44,7 @@ from snapbridge.runtime import (
 )
 from snapbridge.security import redact_text
 from snapbridge.store import InsertResult
+from snapbridge.web.rereads import Rereads
 
 __all__ = ["HookEndpoints", "is_json", "media_type", "not_found", "read_body"]
 
@@ -55,8 +56,6 @@ _FORM = "application/x-www-form-urlencoded"
 _JSON = "application/json"
 T = TypeVar("T")
 _MAX_MESSAGE = 300  # an error message echoes at most this much of what went wrong
-RELOAD_UNKNOWN_SECONDS = 1.0  # an unknown secret or key rereads the stored connections at most this often
-RELOAD_AFTER_SECONDS = 60.0  # and any webhook once they are this old
 
 
 def not_found() -> Response:
@@ -138,12 +137,17 @@ class _Deadlines:
         self._reading: dict[asyncio.Task[Any], float] = {}
         self._overdue: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def within(self, read: Coroutine[Any, Any, T], seconds: float) -> T:
         """`read`'s result, or _BodyTimeout once it has taken `seconds`."""
         task = asyncio.current_task()
         assert task is not None
         loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # the app served again on a new loop (tests): the old timer died with its loop
+            self._loop, self._timer = loop, None
+            self._reading.clear()
+            self._overdue.clear()
         self._reading[task] = loop.time() + seconds
         if self._timer is None:
             self._timer = loop.call_later(seconds / 4, self._sweep, seconds / 4)
@@ -196,52 +200,30 @@ class HookEndpoints:
         clock: Callable[[], datetime],
         load: Callable[[], ReceiverConfig] | None = None,
     ) -> None:
-        """`load` reads the stored connections' secrets and keys again (see _reload); None: never reread."""
+        """`load` reads the stored connections' secrets and keys again (rereads.py); None: never reread."""
         self.config = config
         self._committer = committer
         self._max_body_bytes = max_body_bytes
         self._clock = clock
-        self._load = load
-        self._loaded_at = time.monotonic()
-        self._unknown_at = float("-inf")  # when an unknown secret or key last made them be reread
-        self._reloading: asyncio.Future[None] | None = None
+        self._rereads = None if load is None else Rereads(load, self._take)
         self._deadlines = _Deadlines()
 
     def reconfigure(self, config: ReceiverConfig) -> None:
         """Swap in new secrets and keys (a connection was added or rotated) without a restart."""
+        self._take(config)
+        if self._rereads is not None:
+            self._rereads.changed()
+
+    def _take(self, config: ReceiverConfig) -> None:
         self.config = replace(config, limits=self.config.limits)
-        self._loaded_at = time.monotonic()
 
-    async def _reload(self, *, unknown: bool) -> bool:
-        """Read the stored connections again; True once read. Another process (`snapbridge connect`, another
-        receiver's API) may have added the connection a webhook is for: an unknown secret or key rereads them,
-        at most once a second (every request waiting for the same read), before the answer is 404 or 401. Any
-        request rereads them in the background once they are a minute old, so a removed connection stops being
-        accepted everywhere."""
-        if self._load is None:
-            return False
-        if self._reloading is None:
-            now = time.monotonic()
-            if unknown and now - self._unknown_at < RELOAD_UNKNOWN_SECONDS:
-                return False
-            self._unknown_at = now
-            self._reloading = asyncio.ensure_future(self._read_stored(self._load))
-        await asyncio.shield(self._reloading)
-        return True
+    async def _reread(self, arrived: float) -> bool:
+        """For an unknown secret or key: True once the connections were read again since `arrived`."""
+        return self._rereads is not None and await self._rereads.fresh(arrived)
 
-    def _reload_if_old(self) -> None:
-        if (self._load is not None and self._reloading is None
-                and time.monotonic() - self._loaded_at > RELOAD_AFTER_SECONDS):
-            self._reloading = asyncio.ensure_future(self._read_stored(self._load))
-
-    async def _read_stored(self, load: Callable[[], ReceiverConfig]) -> None:
-        try:
-            self.reconfigure(await asyncio.to_thread(load))
-        except Exception as exc:  # the secrets in use stay; the next miss or minute tries again
-            log.warning("action=hooks_reload_failed error=%s", type(exc).__name__)
-        finally:
-            self._loaded_at = time.monotonic()
-            self._reloading = None
+    def _refresh_if_stale(self) -> None:
+        if self._rereads is not None:
+            self._rereads.refresh_if_stale()
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -274,10 +256,11 @@ class HookEndpoints:
         await _answer(await self._snapshots(scope, receive), scope, receive, send)
 
     async def _gumroad(self, scope: Scope, receive: Receive) -> InsertResult | Response:
-        self._reload_if_old()
+        arrived = time.monotonic()
+        self._refresh_if_stale()
         secret = scope["path_params"]["secret"]
         hook = find_gumroad_hook(self.config, secret)
-        if hook is None and await self._reload(unknown=True):
+        if hook is None and await self._reread(arrived):
             hook = find_gumroad_hook(self.config, secret)
         if hook is None:
             log.warning("action=hook_rejected source=gumroad status=404 reason=unknown_secret")
@@ -315,7 +298,8 @@ class HookEndpoints:
         return result
 
     async def _snapshots(self, scope: Scope, receive: Receive) -> InsertResult | Response:
-        self._reload_if_old()
+        arrived = time.monotonic()
+        self._refresh_if_stale()
         try:
             headers = Headers(scope=scope)
             if not is_json(media_type(headers)):
@@ -326,7 +310,7 @@ class HookEndpoints:
             try:
                 _event, row = snapshots_inbound(self.config, body, headers, now=self._clock())
             except WebhookRejected:
-                if not await self._reload(unknown=True):
+                if not await self._reread(arrived):
                     raise
                 _event, row = snapshots_inbound(self.config, body, headers, now=self._clock())
             result = await self._committer.submit(row)
