@@ -15,9 +15,18 @@ from pathlib import Path
 import httpx
 import pytest
 from test_crash import sandbox_events
-from test_pipeline_support import FORM, Service, Setup, connect_all, fresh_database, sale_ping, wait_for
+from test_pipeline_support import (
+    FORM,
+    Service,
+    Setup,
+    connect_all,
+    fresh_database,
+    run_cli,
+    sale_ping,
+    wait_for,
+)
 
-from snapbridge.sandbox import Sandboxes, start_sandboxes
+from snapbridge.sandbox import Sandboxes, bind_socket, start_sandboxes
 
 PINGS = 120
 _STORED = re.compile(r"\[(\d+)\] action=hook_stored source=gumroad")
@@ -127,3 +136,15 @@ def test_a_receiver_told_to_stop_stops_the_service_cleanly(boxes: Sandboxes, tmp
         code = service.proc.wait(timeout=60)
     assert code == 0, service.tail()
     assert "snapbridge stopped" in service.tail() and "service_part_failed" not in service.tail()
+
+
+def test_a_port_another_program_shares_is_refused_not_joined(boxes: Sandboxes, tmp_path: Path) -> None:
+    # SO_REUSEPORT would let `serve --receivers 2` listen beside any program of the same user that opts in too,
+    # and that program would get part of the webhooks.
+    with fresh_database("sqlite", tmp_path) as database_url:
+        setup = connect_all(tmp_path, database_url, boxes, verify_by_fetch=False)
+        with contextlib.closing(bind_socket("127.0.0.1", setup.port, reuse_port=True)):
+            done = run_cli(setup.env, "serve", "--receivers", "2", "--port", str(setup.port), timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert f"cannot listen on 127.0.0.1:{setup.port}: address already in use" in done.stderr.lower()
+    assert "Traceback" not in done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import signal
@@ -47,12 +48,18 @@ def _listen(settings: Settings, host: str | None, port: int | None) -> Settings:
     return Settings(**{**settings.__dict__, "listen": listen})
 
 
-def _bind(settings: Settings, *, shared: bool) -> tuple[socket.socket, Settings]:
+def _bind(settings: Settings, *, shared: bool, first: bool = True) -> tuple[socket.socket, Settings]:
     """The receiver's socket, bound before anything says it listens; the settings name the port it got (for 0).
-    `shared`: other receiver processes listen on the same port."""
+    `shared`: other receiver processes listen on the same port; `first`: this process binds it first."""
     host, port = split_listen(settings.listen)
     try:
-        sock = bind_socket(host, int(port), reuse_port=shared)
+        number = int(port)
+        if shared and first:
+            # Bound once without SO_REUSEPORT first: that fails while anything listens there, even a program (or
+            # a second snapbridge) that shares its port, which would otherwise silently take part of the load.
+            with contextlib.closing(bind_socket(host, number)) as probe:
+                number = probe.getsockname()[1]
+        sock = bind_socket(host, number, reuse_port=shared)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         reason = reason[:1].lower() + reason[1:] if reason[1:2].islower() else reason
@@ -90,7 +97,7 @@ def _run(options: ServiceOptions, host: str | None, port: int | None, *, receive
     sock: socket.socket | None = None
     try:
         if options.receiver:
-            sock, settings = _bind(settings, shared=receivers > 1 or child_of is not None)
+            sock, settings = _bind(settings, shared=receivers > 1 or child_of is not None, first=child_of is None)
         siblings = None
         if receivers > 1:
             siblings = ReceiverProcesses(receivers, partial(_receiver_command, settings))

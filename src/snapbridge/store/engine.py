@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import weakref
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,16 @@ def _parse(url: str) -> sa.URL:
     return parsed
 
 
-def open_engine(url: str, *, busy_timeout: float = 5.0) -> Engine:
+DEFAULT_BUSY_TIMEOUT = 5.0
+_BUSY_TIMEOUTS: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
+
+
+def busy_timeout(engine: Engine) -> float:
+    """How long a write on this SQLite engine waits for another process's writer (open_engine's busy_timeout)."""
+    return _BUSY_TIMEOUTS.get(engine, DEFAULT_BUSY_TIMEOUT)
+
+
+def open_engine(url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Engine:
     """An engine for `url`; the SQLite file's folder is created; nothing is connected until first use.
 
     `busy_timeout` is how long a SQLite write waits for another writer before the store reports unavailable.
@@ -132,6 +142,7 @@ def open_engine(url: str, *, busy_timeout: float = 5.0) -> Engine:
         assert parsed.database is not None
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(parsed, connect_args={"timeout": busy_timeout})
+        _BUSY_TIMEOUTS[engine] = busy_timeout
         sa.event.listen(engine, "do_connect", connect)
         sa.event.listen(engine, "connect", partial(_sqlite_pragmas, busy_timeout=busy_timeout))
         take_over_sqlite_transactions(engine)

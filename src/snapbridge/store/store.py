@@ -20,7 +20,7 @@ from snapbridge.store import buckets, events, jobs, profiles, retention, usage
 from snapbridge.store import outcomes as outcomes_
 from snapbridge.store import runs as history
 from snapbridge.store.connections import ConnectionRoute, list_routes
-from snapbridge.store.engine import IMMEDIATE, RELAXED, take_over_sqlite_transactions
+from snapbridge.store.engine import IMMEDIATE, RELAXED, busy_timeout, take_over_sqlite_transactions
 from snapbridge.store.models import (
     DEFAULT_WORKSPACE,
     AttemptRecord,
@@ -166,9 +166,14 @@ class Store:
         self._clock = clock
         self._listener = JobListener(engine) if self.is_postgres else None
         # SQLite has one writer at a time: writers take turns (writers.py) rather than poll its busy handler.
-        self._writers = None if self.is_postgres else sqlite_writers(engine)
-        self._writing = threading.local() if self._writers is None else self._writers.writing
+        self._writing_pg = threading.local()
         self._write_wait = write_wait
+        self._busy_timeout = busy_timeout(engine)
+
+    @property
+    def _writing(self) -> threading.local:
+        """This thread's "inside a write" flag (per process on SQLite: a Store may cross a fork)."""
+        return self._writing_pg if self.is_postgres else sqlite_writers(self.engine).writing
 
     @contextmanager
     def _write(self, what: str, *, relaxed: bool = False) -> Iterator[Connection]:
@@ -176,10 +181,9 @@ class Store:
             # A second write transaction on this thread would wait for the first forever (SQLite) or commit
             # apart from it (PostgreSQL): a bug in the caller, who should use the Tx it holds.
             raise RuntimeError(f"cannot {what} inside Store.transaction() on the same thread; use the Tx")
-        lock = self._writers
-        if lock is not None and not lock.acquire(self._write_wait):
-            held = f"other writers held the database for {self._write_wait:g} s"
-            raise StoreUnavailable(f"cannot {what}: {held}")
+        lock = None if self.is_postgres else sqlite_writers(self.engine)
+        if lock is not None and not lock.acquire(self._write_wait, self._busy_timeout):
+            raise StoreUnavailable(f"cannot {what}: other writers held the database too long")
         self._writing.active = True
         try:
             with (self._relaxed_writer if relaxed else self._writer).begin() as conn:
