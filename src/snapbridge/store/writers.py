@@ -4,8 +4,8 @@ among every process on the file.
 SQLite lets one connection write at a time, and a writer that finds the file locked polls it from its busy
 handler, sleeping 1, 2, 5, 10 … 25 ms between tries: a busy thread or process that writes again at once
 starves the others, and each wait costs at least a millisecond. Here threads queue on a lock and processes on
-an exclusive `flock` of a file beside the database (`<db>-writer`), tried every 0.25-2 ms, so the turn passes
-within about a millisecond of its release (or of its holder's death). Both waits are bounded as SQLite's own
+an exclusive `flock` of a file beside the database (`<db>-writer`), tried every 0.05-0.5 ms, so the turn passes
+within half a millisecond of its release (or of its holder's death). Both waits are bounded as SQLite's own
 is: a write that cannot have its turn in time fails as unavailable, rather than hanging a process (and its
 shutdown) behind a stopped one. SQLite's busy handler stays as the fallback for writers that do not take part
 (the sqlite3 shell, another program), and for a process that cannot open the lock file.
@@ -27,8 +27,8 @@ __all__ = ["SqliteWriters", "sqlite_writers"]
 log = logging.getLogger(__name__)
 
 _LOCK_SUFFIX = "-writer"  # beside SQLite's own "-wal" and "-shm"
-_FIRST_PAUSE = 0.00025
-_LONGEST_PAUSE = 0.002
+_FIRST_PAUSE = 0.00005
+_LONGEST_PAUSE = 0.0005
 
 
 class SqliteWriters:
