@@ -97,7 +97,9 @@ class ReceiverProcesses:
             return
         # End of the pipe: the child is exiting (or closed it, which it never does on purpose).
         asyncio.get_running_loop().remove_reader(child.pipe)
-        self._watching.add(asyncio.ensure_future(self._ended(child, stop, ended)))
+        watching = asyncio.ensure_future(self._ended(child, stop, ended))
+        self._watching.add(watching)
+        watching.add_done_callback(self._watching.discard)
 
     async def _ended(self, child: _Child, stop: asyncio.Event, ended: asyncio.Event) -> None:
         code = await asyncio.to_thread(_exit_code, child.process)

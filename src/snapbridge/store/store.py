@@ -170,21 +170,18 @@ class Store:
         self._write_wait = write_wait
         self._busy_timeout = busy_timeout(engine)
 
-    @property
-    def _writing(self) -> threading.local:
-        """This thread's "inside a write" flag (per process on SQLite: a Store may cross a fork)."""
-        return self._writing_pg if self.is_postgres else sqlite_writers(self.engine).writing
-
     @contextmanager
     def _write(self, what: str, *, relaxed: bool = False) -> Iterator[Connection]:
-        if getattr(self._writing, "active", False):
+        # Looked up per write on SQLite (a Store may cross a fork); `writing` is this thread's "inside a write".
+        lock = None if self.is_postgres else sqlite_writers(self.engine)
+        writing = self._writing_pg if lock is None else lock.writing
+        if getattr(writing, "active", False):
             # A second write transaction on this thread would wait for the first forever (SQLite) or commit
             # apart from it (PostgreSQL): a bug in the caller, who should use the Tx it holds.
             raise RuntimeError(f"cannot {what} inside Store.transaction() on the same thread; use the Tx")
-        lock = None if self.is_postgres else sqlite_writers(self.engine)
         if lock is not None and not lock.acquire(self._write_wait, self._busy_timeout):
             raise StoreUnavailable(f"cannot {what}: other writers held the database too long")
-        self._writing.active = True
+        writing.active = True
         try:
             with (self._relaxed_writer if relaxed else self._writer).begin() as conn:
                 if relaxed and self.is_postgres:
@@ -196,7 +193,7 @@ class Store:
             # Bad data is not an outage: callers retry an outage, and would retry bad data forever.
             raise (refused(what, exc) or unavailable(what, exc)) from exc
         finally:
-            self._writing.active = False
+            writing.active = False
             if lock is not None:
                 lock.release()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import threading
@@ -113,13 +114,19 @@ _WRITERS: dict[tuple[int, str], SqliteWriters] = {}
 _WRITERS_GUARD = threading.Lock()
 
 
+@functools.lru_cache(maxsize=64)
+def _file_key(database: str) -> str:
+    # realpath walks the path with a system call per part: once per file, not once per write.
+    return os.path.realpath(database)
+
+
 def sqlite_writers(engine: Engine) -> SqliteWriters:
     """The one SqliteWriters of this process for the engine's file, shared by every Store and engine on it.
 
     Looked up per write (a dictionary read): a Store made before a fork must not use its parent's turn."""
     database = engine.url.database or ""
     on_disk = bool(database) and database != ":memory:" and not database.startswith("file:")
-    key = os.path.realpath(database) if on_disk else f"pool:{id(engine.pool)}"
+    key = _file_key(database) if on_disk else f"pool:{id(engine.pool)}"
     pid = os.getpid()
     writers = _WRITERS.get((pid, key))
     if writers is None:
