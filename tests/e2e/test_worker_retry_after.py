@@ -329,7 +329,10 @@ async def test_an_answer_slower_than_the_lease_is_given_up_in_time_and_never_dou
     await worker.runner.aclose()
     step = rig.step(runs[0])
     given_up = [a for a in step.attempt_log if a.outcome is AttemptOutcome.RETRY]
-    assert len(given_up) >= 2 and all("no answer within 1." in a.error for a in given_up)
+    # Each gives up before the lease runs out; how long it waited depends on when it was claimed (a busy host
+    # can start a later attempt with less of its lease left), so the message is checked, not the figure.
+    assert len(given_up) >= 2 and all("stopped waiting before the job's lease runs out" in a.error
+                                      for a in given_up)
     assert AttemptOutcome.FENCED not in {a.outcome for a in step.attempt_log}
     assert Counting.most == 1 and worker.stats.fenced == 0
     assert rig.sandboxes.snapshots.writes_to(customer) == 1
