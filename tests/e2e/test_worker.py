@@ -185,6 +185,21 @@ async def test_several_due_events_go_out_as_one_batch(rig: Rig) -> None:
     assert isinstance(output, dict) and output["event_id"].startswith(f"e-{rig.tag}-")
 
 
+async def test_a_customers_queued_events_go_out_together_in_their_order(rig: Rig) -> None:
+    a, b = f"customer:{rig.tag}-a", f"customer:{rig.tag}-b"
+    names = ["a1", "b1", "a2", "a3", "b2"]
+    rig.enqueue([rig.event(name, order=a if name.startswith("a") else b) for name in names])
+    worker = rig.worker("w1", batch_size=50)
+    await run_workers([worker], settled(rig.store, 5))
+    # One claim, one request: no round (claim, request, settle) per event of a customer.
+    (batch,) = rig.journal(path="/events/batch")
+    assert batch.status == 200 and worker.stats.claims == 1 and worker.stats.requests == 1
+    state = rig.sandboxes.snapshots._state
+    with state.lock:
+        accepted = [event_id for (_, event_id) in state.events if event_id.startswith(f"e-{rig.tag}-")]
+    assert accepted == [f"e-{rig.tag}-{name}" for name in names]
+
+
 async def test_a_batch_member_the_api_refuses_dies_alone(rig: Rig) -> None:
     good = [rig.event(str(i)) for i in range(3)]
     bad = ("snapshots.events.create", {"event_id": f"e-{rig.tag}-bad", "type": "purchase",

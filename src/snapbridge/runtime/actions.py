@@ -315,7 +315,9 @@ class ActionRunner:
         connection = ready[0][0].connection
         if any(job.connection != connection for job, _ in ready):
             raise ValueError("a batch must hold jobs of one connection")
-        ready.sort(key=lambda pair: pair[0].idempotency_key)  # the same members always make the same body
+        # In job order: a customer's events in one batch arrive as enqueued (UNCONFIRMED in the contract: the
+        # API applies a batch's events in their order; the sandbox does). The same members make the same body.
+        ready.sort(key=lambda pair: pair[0].id)
         key = batch_idempotency_key([job.idempotency_key for job, _ in ready])
         op = get_action(BATCH_ACTION)
         params: dict[str, object] = {"events": [dict(event) for _, event in ready]}

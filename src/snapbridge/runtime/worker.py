@@ -42,7 +42,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from snapbridge.errors import Retryable, StoreUnavailable
-from snapbridge.runtime.actions import MAX_BATCH_EVENTS, ActionRunner, BatchMember, Outcome, is_batchable
+from snapbridge.runtime.actions import (
+    EVENT_ACTION,
+    MAX_BATCH_EVENTS,
+    ActionRunner,
+    BatchMember,
+    Outcome,
+    is_batchable,
+)
 from snapbridge.runtime.limiter import Limiter
 from snapbridge.runtime.retry import BASE_DELAY, DEFAULT_HORIZON, MAX_DELAY, GiveUp, decide, describe_span
 from snapbridge.runtime.settler import Settler
@@ -243,7 +250,8 @@ class Worker:
             return []
         try:
             claimed = await self._call(self.store.claim, self.name, limit=min(self.config.batch_size, free),
-                                       lease_seconds=self.config.lease_seconds, now=self._clock())
+                                       lease_seconds=self.config.lease_seconds, now=self._clock(),
+                                       **self._follow())
         except StoreUnavailable as exc:
             log.warning("action=worker.claim_failed worker=%s error=%s", self.name, exc)
             await self._sleep(1.0)
@@ -263,6 +271,14 @@ class Worker:
             log.warning("action=job.lease_renewed job=%d worker=%s lease_token=%d: the lease ran out while its "
                         "delivery was under way; that delivery keeps the job", job.id, self.name, job.lease_token)
         return fresh
+
+    def _follow(self) -> dict[str, Any]:
+        """A claim also takes the events queued right behind a claimed event of the same customer: they go out in
+        one /events/batch, in order, instead of one round (claim, request, settle) each."""
+        if not self.config.batch_events:
+            return {}
+        room = min(self.config.batch_size, self.config.max_batch_events - 1)
+        return {"follow": (EVENT_ACTION,), "follow_limit": room}
 
     async def _idle(self) -> None:
         """Sleep until woken, a job finishes, or the next job falls due (at most `idle_seconds`)."""
@@ -307,19 +323,15 @@ class Worker:
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
     def _dispatch(self, claimed: Sequence[ClaimedJob]) -> None:
-        groups: dict[str, list[ClaimedJob]] = defaultdict(list)
+        # connection → ordering key → that key's events in this claim, in order
+        groups: dict[str, dict[str, list[ClaimedJob]]] = defaultdict(lambda: defaultdict(list))
         for job in claimed:
             if self.config.batch_events and is_batchable(job):
-                groups[job.connection].append(job)
+                groups[job.connection][job.ordering_key].append(job)
             else:
                 self._spawn((job,), self._deliver(job))
-        size = self.config.max_batch_events
-        for members in groups.values():
-            if len(members) == 1:
-                self._spawn((members[0],), self._deliver(members[0]))
-                continue
-            for start in range(0, len(members), size):
-                chunk = tuple(members[start:start + size])
+        for chains in groups.values():
+            for chunk in _packed(list(chains.values()), self.config.max_batch_events):
                 if len(chunk) == 1:
                     self._spawn(chunk, self._deliver(chunk[0]))
                 else:
@@ -639,3 +651,18 @@ def _bounded(seconds: float, cap: float) -> float:
 def _cut(text: str, limit: int = ERROR_CHARS) -> str:
     """At most `limit` characters, the cut marked with an ellipsis."""
     return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _packed(chains: list[list[ClaimedJob]], size: int) -> list[tuple[ClaimedJob, ...]]:
+    """Batches of at most `size` jobs, each key's chain whole in one of them: two batches in flight at once would
+    race, and a customer's events must arrive in order."""
+    batches: list[tuple[ClaimedJob, ...]] = []
+    current: list[ClaimedJob] = []
+    for chain in chains:
+        if current and len(current) + len(chain) > size:
+            batches.append(tuple(current))
+            current = []
+        current.extend(chain)
+    if current:
+        batches.append(tuple(current))
+    return batches

@@ -13,7 +13,7 @@ lease two jobs of one key, even when an earlier job of the key is queued again m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -105,20 +105,27 @@ def _candidates() -> dict[str, sa.Select[Any]]:
             "sqlite": sa.select(first.subquery().c.id)}
 
 
-def _lease() -> sa.Update:
+def _lease(*, followers: bool = False) -> sa.Update:
     """Lease the candidates b_ids that are still claimable, checked in this statement's own snapshot; returns
     each leased job with its run's workflow, inbound event and status.
 
     On PostgreSQL that snapshot is younger than the candidates' key locks, so it holds every lease committed on
     those keys. Rows locked by a settling worker (an expired lease it is still ending) are skipped.
+    With `followers`: b_ids are queued jobs right behind a head this transaction leased (see _followers), so
+    the head checks are left out; they need only still be queued and due.
     """
     job = jobs.alias("j")
-    still = (
-        sa.select(job.c.id)
-        .where(job.c.id.in_(sa.bindparam("b_ids", expanding=True)), _due(job), _heads(job),
-               ~_leased_elsewhere(job, live=True))
-        .with_for_update(of=job, skip_locked=True)
-    )
+    if followers:
+        still = sa.select(job.c.id).where(job.c.id.in_(sa.bindparam("b_ids", expanding=True)),
+                                          _status_in(job, JobStatus.QUEUED.value),
+                                          job.c.next_attempt_at <= param("now", WHEN))
+    else:
+        still = (
+            sa.select(job.c.id)
+            .where(job.c.id.in_(sa.bindparam("b_ids", expanding=True)), _due(job), _heads(job),
+                   ~_leased_elsewhere(job, live=True))
+            .with_for_update(of=job, skip_locked=True)
+        )
 
     run = runs.alias("r")
 
@@ -138,6 +145,14 @@ def _lease() -> sa.Update:
 _CANDIDATES = _candidates()
 _INDEX_ORDER = sa.text("SET LOCAL enable_bitmapscan TO off")
 _LEASE = _lease()
+_LEASE_FOLLOWERS = _lease(followers=True)
+# The unfinished jobs of some keys in the order they run (the partial index on unfinished jobs by key).
+_UNFINISHED_OF_KEYS = (
+    sa.select(jobs.c.id, jobs.c.ordering_key, jobs.c.status, jobs.c.next_attempt_at, jobs.c.action,
+              jobs.c.connection, jobs.c.input, jobs.c.deferred)
+    .where(jobs.c.ordering_key.in_(sa.bindparam("b_keys", expanding=True)), _status_in(jobs, *ACTIVE))
+    .order_by(jobs.c.ordering_key, jobs.c.id)
+)
 _NOT_RUNNING = (RunStatus.PENDING.value, RunStatus.FAILED.value)  # a claim sets these running
 _RUNS_RUNNING = (
     runs.update()
@@ -249,9 +264,16 @@ def _values(job: NewJob, now: datetime) -> dict[str, object]:
 
 
 def claim(
-    conn: Connection, worker: str, *, limit: int, lease_seconds: float, now: datetime
+    conn: Connection, worker: str, *, limit: int, lease_seconds: float, now: datetime,
+    follow: Collection[str] = (), follow_limit: int = 0,
 ) -> list[ClaimedJob]:
-    """Lease up to `limit` claimable jobs to `worker`, oldest first; each claim moves the lease token on."""
+    """Lease up to `limit` claimable jobs to `worker`, oldest first; each claim moves the lease token on.
+
+    With `follow` (action names) and `follow_limit`: a leased head of one of those actions also brings the queued,
+    due jobs right behind it in its key, while each is of those actions on the head's connection with its input
+    complete (at most `follow_limit` in all). The worker sends such a run of events in one request, in order, so
+    a key still has one request in flight at a time.
+    """
     if limit <= 0:
         return []
     now = utc(now)
@@ -270,9 +292,15 @@ def claim(
         return []
     lease = {"b_ids": picked, "b_expires": now + timedelta(seconds=lease_seconds), "b_worker": worker,
              "b_now": now}
-    rows = sorted(conn.execute(_LEASE, lease), key=lambda row: int(row.id))
+    rows = list(conn.execute(_LEASE, lease))
     if not rows:
         return []
+    behind = _followers(conn, rows, frozenset(follow), follow_limit, now) if follow and follow_limit > 0 else []
+    if behind:
+        # Only this claim walks these keys: SQLite's claims take turns, and on PostgreSQL this transaction holds
+        # the heads' key locks, which every claim takes, and nothing else makes a queued job wait again.
+        rows.extend(conn.execute(_LEASE_FOLLOWERS, {**lease, "b_ids": behind}))
+    rows.sort(key=lambda row: int(row.id))
     starting = sorted({int(row.run_id) for row in rows if row.run_status in _NOT_RUNNING})
     if starting:  # a later step's run is running already: most claims need no write here
         conn.execute(_RUNS_RUNNING, {"b_runs": starting})
@@ -285,6 +313,32 @@ def claim(
             step = (int(row.step_index), str(row.step_id), row.output)
             outputs.setdefault(int(row.run_id), []).append(step)
     return [_claimed(row, outputs.get(row.run_id, [])) for row in rows]
+
+
+def _followers(conn: Connection, heads: Sequence[sa.Row[Any]], actions: frozenset[str], limit: int,
+               now: datetime) -> list[int]:
+    """Ids of the queued, due jobs right behind each head of `actions` in its key, while each is of `actions` on
+    the head's connection with nothing left to fill from an earlier step; at most `limit` in all."""
+    starts = {row.ordering_key: row for row in heads if row.action in actions and _complete(row.input, row.deferred)}
+    picked: list[int] = []
+    for part in chunks(sorted(starts)):
+        following: dict[str, list[Any]] = {}  # rows of _UNFINISHED_OF_KEYS
+        for found in conn.execute(_UNFINISHED_OF_KEYS, {"b_keys": list(part)}):
+            following.setdefault(found.ordering_key, []).append(found)
+        for key, rows in following.items():
+            head = starts[key]
+            for row in (r for r in rows if int(r.id) > int(head.id)):
+                if (len(picked) >= limit or row.status != JobStatus.QUEUED.value or aware(row.next_attempt_at) > now
+                        or row.action not in actions or row.connection != head.connection
+                        or not _complete(row.input, row.deferred)):
+                    break
+                picked.append(int(row.id))
+    return picked
+
+
+def _complete(given: object, deferred: object) -> bool:
+    """Whether a job's input has everything: no reference to an earlier step's output is left unfilled."""
+    return set(json_dict(deferred)) <= set(json_dict(given))
 
 
 def _claimed(row: sa.Row[Any], outputs: list[tuple[int, str, object]]) -> ClaimedJob:

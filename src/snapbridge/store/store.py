@@ -291,11 +291,12 @@ class Store:
 
     # queue
 
-    def claim(self, worker: str, *, limit: int, lease_seconds: float,
-              now: datetime | None = None) -> list[ClaimedJob]:
+    def claim(self, worker: str, *, limit: int, lease_seconds: float, now: datetime | None = None,
+              follow: Collection[str] = (), follow_limit: int = 0) -> list[ClaimedJob]:
+        """Lease due jobs (see jobs.claim: `follow` brings a head's run of events in its key along)."""
         with self._write("claim jobs", relaxed=True) as conn:  # a lost claim: the job is simply claimable
-            return jobs.claim(conn, worker, limit=limit, lease_seconds=lease_seconds,
-                              now=now or self._clock())
+            return jobs.claim(conn, worker, limit=limit, lease_seconds=lease_seconds, now=now or self._clock(),
+                              follow=follow, follow_limit=follow_limit)
 
     def settle(self, outcomes: Sequence[JobOutcome], *, now: datetime | None = None) -> list[bool]:
         """End many leased jobs in ONE transaction (one commit); each False where its lease was taken over."""

@@ -1,0 +1,96 @@
+"""A claim that follows a key's run of events (both engines): the events queued right behind a claimed event of
+the same key come along, so the worker sends them in one batch, in order; anything else still waits its turn."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+
+from snapbridge.store import AttemptRecord, ClaimedJob, NewJob, NewRun, Store
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+EVENT = "snapshots.events.create"
+
+
+def _job(store: Store, key: str, action: str = EVENT, *, connection: str = "snap", step: int = 0,
+         deferred: Mapping[str, object] | None = None, due: datetime | None = None) -> int:
+    """One run of one job (its own run, as each workflow's event is), queued at T0; its id."""
+    with store.transaction() as tx:
+        run_id = tx.create_run(NewRun("wf", None, "purchase", key, T0))
+        (result,) = tx.enqueue([NewJob(
+            run_id=run_id, step_index=step, step_id=f"s{step}", action=action, connection=connection,
+            ordering_key=key, idempotency_key=f"{key}:{run_id}:{action}", input={"event_id": f"e{run_id}"},
+            deferred=deferred or {}, next_attempt_at=due)], now=T0)
+    return result.id
+
+
+def _claim(store: Store, *, limit: int = 10, follow_limit: int = 10, worker: str = "w1",
+           at: datetime = T0) -> list[ClaimedJob]:
+    return store.claim(worker, limit=limit, lease_seconds=30, now=at, follow=(EVENT,), follow_limit=follow_limit)
+
+
+def _ids(jobs: list[ClaimedJob]) -> list[int]:
+    return [job.id for job in jobs]
+
+
+def _done(store: Store, job: ClaimedJob) -> None:
+    attempt = AttemptRecord(started_at=T0, duration_ms=1.0, http_status=200, request_excerpt="POST /events",
+                            response_excerpt="{}")
+    assert store.complete(job, output={"ok": True}, attempt=attempt, now=T0)
+
+
+def test_the_events_right_behind_a_claimed_event_come_along_until_something_else(store: Store) -> None:
+    first, second, third = (_job(store, "customer:a") for _ in range(3))
+    other = _job(store, "customer:a", "snapshots.locations.update")
+    after = _job(store, "customer:a")
+    lone = _job(store, "customer:b")
+    claimed = _claim(store)
+    assert _ids(claimed) == [first, second, third, lone]
+    assert {job.lease_token for job in claimed} == {1} and {job.leased_by for job in claimed} == {"w1"}
+    assert _claim(store, worker="w2") == []  # the key is taken: the update and the event after it wait
+    for job in claimed:
+        _done(store, job)
+    (update,) = _claim(store)  # not an event: on its own, and the event behind it waits for it
+    assert update.id == other
+    _done(store, update)
+    assert _ids(_claim(store)) == [after]
+
+
+def test_without_follow_a_claim_takes_only_heads(store: Store) -> None:
+    first = _job(store, "customer:a")
+    _job(store, "customer:a")
+    assert _ids(store.claim("w1", limit=10, lease_seconds=30, now=T0)) == [first]
+
+
+def test_a_head_that_is_not_an_event_brings_nothing(store: Store) -> None:
+    head = _job(store, "customer:a", "snapshots.locations.update")
+    _job(store, "customer:a")
+    assert _ids(_claim(store)) == [head]
+
+
+def test_the_run_stops_at_an_event_not_due_on_another_connection_or_with_input_to_fill(store: Store) -> None:
+    a1, a2 = _job(store, "customer:a"), _job(store, "customer:a")
+    _job(store, "customer:a", due=T0 + timedelta(minutes=5))  # a retry waiting for its time
+    _job(store, "customer:a")
+    b1 = _job(store, "customer:b")
+    _job(store, "customer:b", connection="other-snap")
+    c1 = _job(store, "customer:c")
+    _job(store, "customer:c", step=1, deferred={"location_id": "{{ steps.s0.output.id }}"})
+    assert _ids(_claim(store)) == [a1, a2, b1, c1]
+
+
+def test_follow_limit_bounds_the_jobs_brought_along(store: Store) -> None:
+    a = [_job(store, "customer:a") for _ in range(4)]
+    b = [_job(store, "customer:b") for _ in range(2)]
+    assert _ids(_claim(store, follow_limit=2)) == [a[0], a[1], a[2], b[0]]
+
+
+def test_an_expired_follower_lease_is_taken_back_one_job_at_a_time(store: Store) -> None:
+    first, second = _job(store, "customer:a"), _job(store, "customer:a")
+    assert _ids(_claim(store, worker="stalled")) == [first, second]
+    later = T0 + timedelta(seconds=31)  # both leases ran out: the head comes back first, on its own
+    (head,) = _claim(store, worker="w2", at=later)
+    assert head.id == first and head.lease_token == 2
+    _done(store, head)
+    (follower,) = _claim(store, worker="w2", at=later)
+    assert follower.id == second and follower.lease_token == 2
