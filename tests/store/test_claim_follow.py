@@ -6,6 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.sql import Executable
+
 from snapbridge.store import AttemptRecord, ClaimedJob, NewJob, NewRun, Store
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -94,3 +98,32 @@ def test_an_expired_follower_lease_is_taken_back_one_job_at_a_time(store: Store)
     _done(store, head)
     (follower,) = _claim(store, worker="w2", at=later)
     assert follower.id == second and follower.lease_token == 2
+
+
+def _sqlite_plan(store: Store, statement: Executable, values: Mapping[str, object]) -> str:
+    """SQLite's plan for `statement` with `values`: the statement as SQLAlchemy sends it, behind EXPLAIN."""
+
+    def explain(conn: object, cursor: object, sql: str, params: object, context: object, many: bool
+                ) -> tuple[str, object]:
+        return "EXPLAIN QUERY PLAN " + sql, params
+
+    with store.engine.connect() as conn:
+        sa.event.listen(conn, "before_cursor_execute", explain, retval=True)
+        rows = conn.execute(statement, dict(values)).all()
+    return "\n".join(str(row[3]) for row in rows)
+
+
+def test_sqlite_reads_unfinished_and_leased_jobs_through_their_own_indexes(store: Store) -> None:
+    """Not a key's whole history: SQLite's planner, left to itself, took the index of every job of the key (and
+    of every leased job), which grows with each sale (migration 5 gives it the queue's shape)."""
+    if store.is_postgres:
+        pytest.skip("PostgreSQL keeps its own statistics")
+    from snapbridge.store import jobs as queue
+
+    for _ in range(3):
+        _job(store, "customer:a")
+    unfinished = _sqlite_plan(store, queue._UNFINISHED_OF_KEYS, {"b_keys": ["customer:a"]})
+    assert "ix_jobs_active_key" in unfinished and "ix_jobs_ordering_key_id" not in unfinished
+    candidates = _sqlite_plan(store, queue._CANDIDATES["sqlite"], {"b_now": T0, "b_limit": 5, "b_candidates": 5})
+    assert "SEARCH other USING INDEX ix_jobs_leased_key" in candidates
+    assert "SEARCH other USING INDEX ix_jobs_status_next_attempt_at" not in candidates

@@ -44,7 +44,7 @@ def test_workspaces_migration_keeps_existing_rows_in_the_default_workspace(engin
                                                  applied_at=now))
         conn.execute(sa.text("INSERT INTO workflows (name, source_yaml, enabled, created_at, updated_at) "
                              "VALUES ('churn', 'name: churn', true, :now, :now)"), {"now": now})
-    assert migrate(engine) == [4]
+    assert migrate(engine) == [4, 5]
     store = Store(engine)
     try:
         (kept,) = store.list_workflows()

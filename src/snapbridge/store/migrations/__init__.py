@@ -11,7 +11,13 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from snapbridge.errors import StoreUnavailable
-from snapbridge.store.migrations import m0001_connections, m0002_pipeline, m0003_users, m0004_workspaces
+from snapbridge.store.migrations import (
+    m0001_connections,
+    m0002_pipeline,
+    m0003_users,
+    m0004_workspaces,
+    m0005_sqlite_planner_stats,
+)
 
 __all__ = ["MIGRATIONS", "Migration", "applied_versions", "migrate"]
 
@@ -28,6 +34,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "pipeline", m0002_pipeline.apply),
     Migration(3, "users", m0003_users.apply),
     Migration(4, "workspaces", m0004_workspaces.apply),
+    Migration(5, "sqlite planner statistics", m0005_sqlite_planner_stats.apply),
 )
 
 _ledger = sa.Table(
