@@ -200,6 +200,40 @@ async def test_a_customers_queued_events_go_out_together_in_their_order(rig: Rig
     assert accepted == [f"e-{rig.tag}-{name}" for name in names]
 
 
+async def test_on_sqlite_a_worker_sees_jobs_another_connection_commits_without_being_woken(rig: Rig) -> None:
+    """As `snapbridge worker` beside `serve`: no deriver in its process calls wake(); a commit by another
+    connection does (PostgreSQL has NOTIFY for this)."""
+    if rig.store.is_postgres:
+        pytest.skip("PostgreSQL workers are woken by NOTIFY")
+    worker = rig.worker("w1", idle_seconds=600.0)  # its own idle look would come far too late
+    queue_single_steps(rig.store, [rig.event("first")], key_prefix=f"first-{rig.tag}")
+    later: list[str] = []
+
+    def second_done() -> bool:
+        if rig.store.counts()[JobStatus.SUCCEEDED.value] < 1:
+            return False
+        if not later:  # the worker is idle now, or about to be: nothing in this process wakes it
+            later.extend(q.idempotency_key for q in queue_single_steps(rig.store, [rig.event("second")],
+                                                                       key_prefix=f"second-{rig.tag}"))
+        return rig.store.counts()[JobStatus.SUCCEEDED.value] == 2
+
+    await run_workers([worker], second_done, within=60)
+
+
+async def test_a_retry_due_at_once_is_taken_again_even_before_its_task_has_ended(rig: Rig) -> None:
+    """An ending committed a moment before its task resumes: the claim that takes the requeued job back is a new
+    delivery, not the old one's lease renewed (which would leave the job leased to nobody until the lease ends)."""
+    customers = [rig.customer(f"again{i}") for i in range(12)]
+    for customer in customers:
+        rig.sandboxes.snapshots.lose_next_response("PUT", f"/customers/{customer}", times=3)
+    rig.enqueue([rig.upsert(c, plan="pro") for c in customers])
+    worker = rig.worker("w1", lease_seconds=600.0)  # a job left leased would wait this long: far past `within`
+    await run_workers([worker], settled(rig.store, len(customers)), within=60)
+    assert worker.stats.renewed == 0
+    for customer in customers:
+        assert rig.sandboxes.snapshots.writes_to(customer) == 1
+
+
 async def test_a_batch_member_the_api_refuses_dies_alone(rig: Rig) -> None:
     good = [rig.event(str(i)) for i in range(3)]
     bad = ("snapshots.events.create", {"event_id": f"e-{rig.tag}-bad", "type": "purchase",

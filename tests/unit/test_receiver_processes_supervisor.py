@@ -1,4 +1,4 @@
-"""ReceiverProcesses with real child processes (not snapbridge): a byte on the pipe wakes the deriver, a child
+"""ChildProcesses with real child processes (not snapbridge): a byte on the pipe wakes the deriver, a child
 that fails ends `run` early with its reason logged, one that exits 0 (told to stop) stops the service, and
 `stop` terminates the children."""
 
@@ -11,11 +11,11 @@ import sys
 
 import pytest
 
-from snapbridge.runtime import ReceiverProcesses, wake_through
+from snapbridge.runtime import ChildProcesses, wake_through
 
 
-def _python(code: str) -> ReceiverProcesses:
-    return ReceiverProcesses(2, lambda fd: [sys.executable, "-c", code.replace("FD", str(fd))])
+def _python(code: str) -> ChildProcesses:
+    return ChildProcesses(2, lambda fd: [sys.executable, "-c", code.replace("FD", str(fd))])
 
 
 async def test_a_wake_up_reaches_the_deriver_and_stop_ends_the_child() -> None:

@@ -22,9 +22,9 @@ from snapbridge.config import Settings, listen_address, listen_host, split_liste
 from snapbridge.errors import InvalidInput, SnapbridgeError
 from snapbridge.runtime import (
     BackfillProgress,
+    ChildProcesses,
     ConnectionClients,
     Connections,
-    ReceiverProcesses,
     ServiceOptions,
     WorkerConfig,
     backfill_gumroad,
@@ -78,7 +78,8 @@ def _checked_host(_ctx: click.Context, _param: click.Parameter, given: str | Non
 
 @dataclass(frozen=True)
 class _ChildOf:
-    """A receiver process that `serve --receivers` started: its parent, and the pipe to wake its deriver."""
+    """A process that `serve --receivers` or `--worker-processes` started: its parent, and the pipe to wake its
+    deriver (a worker's stays unused: its end tells the parent it is gone)."""
 
     parent_pid: int
     wake_fd: int
@@ -90,17 +91,26 @@ def _receiver_command(settings: Settings, wake_fd: int) -> list[str]:
             "--wake-fd", str(wake_fd), "--host", host, "--port", port]
 
 
+def _worker_command(config: WorkerConfig, wake_fd: int) -> list[str]:
+    return [sys.executable, "-m", "snapbridge", "worker", "--worker-of", str(os.getpid()), "--wake-fd", str(wake_fd),
+            "--concurrency", str(config.concurrency), "--lease-seconds", repr(config.lease_seconds)]
+
+
 def _run(options: ServiceOptions, host: str | None, port: int | None, *, receivers: int = 1,
-         child_of: _ChildOf | None = None) -> int:
+         worker_processes: int = 0, child_of: _ChildOf | None = None) -> int:
     ctx = open_context()
     settings = _listen(ctx.settings, host, port)
     sock: socket.socket | None = None
     try:
+        if worker_processes > 1 and not ctx.store.is_postgres:
+            raise click.UsageError("--worker-processes above 1 needs PostgreSQL: on SQLite the rate limit is kept "
+                                   "by the one process that delivers")
         if options.receiver:
             sock, settings = _bind(settings, shared=receivers > 1 or child_of is not None, first=child_of is None)
         siblings = None
-        if receivers > 1:
-            siblings = ReceiverProcesses(receivers, partial(_receiver_command, settings))
+        if receivers > 1 or worker_processes:
+            siblings = ChildProcesses(receivers, partial(_receiver_command, settings), workers=worker_processes,
+                                      worker=partial(_worker_command, options.worker))
         for record in ctx.connections.list():
             register_secret(ctx.vault.decrypt(record.credential, bound_to=f"{record.name}:credential"))
 
@@ -128,13 +138,14 @@ def _run(options: ServiceOptions, host: str | None, port: int | None, *, receive
                         shown = hook.url if hook.app == "snapshots" else hook.url.rsplit("/", 1)[0] + "/****"
                         click.echo(f"  {hook.app:9} webhooks  {shown}   (`snapbridge hooks` shows the full URL)",
                                    err=True)
-                click.echo(f"  workers: {options.workers}, pollers: {'on' if options.pollers else 'off'}; "
+                delivering = f"{worker_processes} worker process(es)" if worker_processes else f"{options.workers}"
+                click.echo(f"  workers: {delivering}, pollers: {'on' if options.pollers else 'off'}; "
                            "Ctrl+C stops after finishing jobs in flight", err=True)
 
             await run_service(settings, ctx.store, ctx.vault, ctx.connections, options, stop,
                               make_app=lambda s, st, hooks, on_commit: create_app(
                                   s, st, hooks, on_commit=on_commit, vault=ctx.vault, connections=ctx.connections),
-                              sock=sock, on_ready=ready, receivers=siblings,
+                              sock=sock, on_ready=ready, children=siblings,
                               on_commit=wake_through(child_of.wake_fd) if child_of is not None else None)
             if child_of is not None:
                 parent.cancel()
@@ -164,11 +175,14 @@ def _run(options: ServiceOptions, host: str | None, port: int | None, *, receive
               help="How long a claimed job is a worker's; after a crash its jobs wait this long at most.")
 @click.option("--receivers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Processes answering webhooks (and the API and dashboard) on this port; more use more cores.")
+@click.option("--worker-processes", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="Deliver in this many processes of their own instead of in this one: delivering then uses "
+                   "another core (on SQLite at most 1).")
 @click.option("--receiver-of", "parent_pid", type=int, hidden=True)  # a process --receivers started
 @click.option("--wake-fd", type=int, hidden=True)
 def serve_command(host: str | None, port: int | None, no_workers: bool, worker_count: int,
                   poll_interval: float, no_pollers: bool, lease_seconds: float, receivers: int,
-                  parent_pid: int | None, wake_fd: int | None) -> int:
+                  worker_processes: int, parent_pid: int | None, wake_fd: int | None) -> int:
     """Run the receiver, deriver, workers and pollers in one process (the embedded deployment)."""
     if parent_pid is not None:
         if wake_fd is None:
@@ -176,9 +190,11 @@ def serve_command(host: str | None, port: int | None, no_workers: bool, worker_c
         # Only the receiver: the parent derives, delivers and polls.
         child = ServiceOptions(deriver=False, workers=0, pollers=False)
         return _run(child, host, port, child_of=_ChildOf(parent_pid, wake_fd))
-    options = ServiceOptions(workers=0 if no_workers else worker_count, pollers=not no_pollers,
+    if worker_processes and no_workers:
+        raise click.UsageError("--worker-processes and --no-workers contradict each other: choose one")
+    options = ServiceOptions(workers=0 if no_workers or worker_processes else worker_count, pollers=not no_pollers,
                              poll_interval_seconds=poll_interval, worker=_worker_config(lease_seconds))
-    return _run(options, host, port, receivers=receivers)
+    return _run(options, host, port, receivers=receivers, worker_processes=worker_processes)
 
 
 def _worker_config(lease_seconds: float, concurrency: int = WorkerConfig.concurrency) -> WorkerConfig:
@@ -192,11 +208,17 @@ def _worker_config(lease_seconds: float, concurrency: int = WorkerConfig.concurr
               help="Jobs in flight at once.")
 @click.option("--lease-seconds", type=click.FloatRange(min=1), default=60.0, show_default=True,
               help="How long a claimed job is this worker's; after a crash its jobs wait this long at most.")
-def worker_command(concurrency: int, lease_seconds: float) -> int:
+@click.option("--worker-of", "parent_pid", type=int, hidden=True)  # a process --worker-processes started
+@click.option("--wake-fd", type=int, hidden=True)
+def worker_command(concurrency: int, lease_seconds: float, parent_pid: int | None, wake_fd: int | None) -> int:
     """Only deliver queued jobs (scale-out: run many, on PostgreSQL)."""
     options = ServiceOptions(receiver=False, deriver=False, pollers=False, workers=1,
                              worker=_worker_config(lease_seconds, concurrency))
-    return _run(options, None, None)
+    if parent_pid is None:
+        return _run(options, None, None)
+    if wake_fd is None:
+        raise click.UsageError("--worker-of needs --wake-fd")
+    return _run(options, None, None, child_of=_ChildOf(parent_pid, wake_fd))
 
 
 @click.group("sync")

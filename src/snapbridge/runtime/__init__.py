@@ -75,7 +75,7 @@ from snapbridge.runtime.receiver import (
     snapshots_dedupe_key,
     snapshots_inbound,
 )
-from snapbridge.runtime.receivers import ReceiverProcesses, wake_through, watch_parent
+from snapbridge.runtime.receivers import ChildProcesses, wake_through, watch_parent
 from snapbridge.runtime.retry import DEFAULT_HORIZON, GiveUp, Retry, decide
 from snapbridge.runtime.service import HookURL, ServiceOptions, hook_urls, receiver_config, run_service
 from snapbridge.runtime.testrun import StepResult, execute_test_run
@@ -87,6 +87,7 @@ __all__ = [
     "BackfillReport",
     "Bucket",
     "BucketShape",
+    "ChildProcesses",
     "CommitStats",
     "ConnectionClients",
     "ConnectionReport",
@@ -116,7 +117,6 @@ __all__ = [
     "ProfileState",
     "ReceiverConfig",
     "ReceiverLimits",
-    "ReceiverProcesses",
     "Retry",
     "SNAPSHOTS_SCOPES",
     "ScopeNeed",

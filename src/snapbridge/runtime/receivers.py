@@ -1,10 +1,15 @@
-"""More receiver processes beside `serve`, so that webhooks are answered on more than one core.
+"""More processes beside `serve`, so that webhooks are answered, and jobs delivered, on more than one core.
 
 `serve --receivers N` starts N-1 processes that run only the receiver (webhooks, API, dashboard), each on its own
 socket bound to the same address with SO_REUSEPORT, so the kernel spreads new connections over all N. They store
 what they receive in the same database (on SQLite, writers take turns: store/writers.py); the serving process
-derives and delivers. Python runs one thread at a time per process, and a webhook costs its process ~0.3 ms of
-CPU, so one process answers about 3,000-4,000 a second; a second process adds most of another core.
+derives. Python runs one thread at a time per process, and a webhook costs its process ~0.3 ms of CPU, so one
+process answers about 3,000-4,000 a second; a second process adds most of another core.
+
+`serve --worker-processes N` starts N processes that only deliver (as `snapbridge worker` does), instead of the
+worker in the serving process: delivering is most of a ping's CPU, and it then runs beside receiving and deriving
+rather than taking turns with them. They see new jobs through the store (PostgreSQL NOTIFY; on SQLite a watch on
+commits, store/notify.py).
 
 Each child has a pipe to the parent. A byte on it means "I committed new events", so the deriver starts at once
 rather than at its next idle look; the pipe's end means the child is gone: if it was told to stop (exit code 0:
@@ -23,7 +28,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["ReceiverProcesses", "wake_through", "watch_parent"]
+__all__ = ["ChildProcesses", "wake_through", "watch_parent"]
 
 log = logging.getLogger(__name__)
 
@@ -32,21 +37,36 @@ PARENT_CHECK_SECONDS = 1.0
 _TOLD_TO_STOP = frozenset({0, -signal.SIGTERM, -signal.SIGINT})  # a clean exit, or one of those signals
 
 
+Command = Callable[[int], Sequence[str]]  # fd → a child's argv, told to write its wake-ups to that descriptor
+
+
 @dataclass
 class _Child:
+    role: str  # "receiver" or "worker", as the log names it
     number: int
     process: subprocess.Popen[bytes]
     pipe: int  # the parent's (reading) end
 
 
-class ReceiverProcesses:
-    """Starts, watches and stops the extra receiver processes of one `serve`."""
+class ChildProcesses:
+    """Starts, watches and stops the extra processes of one `serve`."""
 
-    def __init__(self, count: int, command: Callable[[int], Sequence[str]]) -> None:
-        """`command(fd)`: the child's argv, told to write its wake-ups to file descriptor `fd`."""
-        self.count = count
-        self._command = command
+    def __init__(self, receivers: int, receiver: Command, *, workers: int = 0, worker: Command | None = None
+                 ) -> None:
+        """`receivers`: processes receiving in all, this one included (children numbered 2 and up);
+        `workers`: delivering processes, numbered 1 and up."""
+        if workers and worker is None:
+            raise ValueError("worker processes need their command")
+        self.count = receivers
+        self._plan = [("receiver", number, receiver) for number in range(2, receivers + 1)]
+        self._plan += [("worker", number, worker) for number in range(1, workers + 1) if worker is not None]
         self._watching: set[asyncio.Future[None]] = set()
+
+    @property
+    def part(self) -> str:
+        """What the service calls these processes when one of them ends it."""
+        roles = [role for role in ("receiver", "worker") if any(planned[0] == role for planned in self._plan)]
+        return " and ".join(roles) + " processes"
 
     async def run(self, wake: Callable[[], object], stop: asyncio.Event) -> None:
         """Run the children until `stop` is set; return early (with the reason logged) if one of them ends."""
@@ -54,12 +74,14 @@ class ReceiverProcesses:
         children: list[_Child] = []
         ended = asyncio.Event()
         try:
-            for number in range(2, self.count + 1):
-                children.append(self._start(number))
+            for role, number, command in self._plan:
+                children.append(self._start(role, number, command))
                 child = children[-1]
                 loop.add_reader(child.pipe, self._readable, child, wake, stop, ended)
-            log.info("action=receivers_started processes=%d pids=%s", self.count,
-                     ",".join(str(c.process.pid) for c in children))
+            for role in ("receiver", "worker"):
+                pids = [str(c.process.pid) for c in children if c.role == role]
+                if pids:
+                    log.info("action=%ss_started processes=%d pids=%s", role, len(pids), ",".join(pids))
             stopping = asyncio.ensure_future(stop.wait())
             gone = asyncio.ensure_future(ended.wait())
             try:
@@ -74,17 +96,18 @@ class ReceiverProcesses:
             await asyncio.gather(*(asyncio.to_thread(_stop, child) for child in children))
             await asyncio.gather(*self._watching, return_exceptions=True)
 
-    def _start(self, number: int) -> _Child:
+    @staticmethod
+    def _start(role: str, number: int, command: Command) -> _Child:
         read_end, write_end = os.pipe()
         try:
-            process = subprocess.Popen(list(self._command(write_end)), pass_fds=(write_end,))  # noqa: S603
+            process = subprocess.Popen(list(command(write_end)), pass_fds=(write_end,))  # noqa: S603
         except BaseException:
             os.close(read_end)
             raise
         finally:
             os.close(write_end)  # the child holds it now; its exit closes the pipe
         os.set_blocking(read_end, False)
-        return _Child(number, process, read_end)
+        return _Child(role, number, process, read_end)
 
     def _readable(self, child: _Child, wake: Callable[[], object], stop: asyncio.Event, ended: asyncio.Event
                   ) -> None:
@@ -106,10 +129,10 @@ class ReceiverProcesses:
         if code in _TOLD_TO_STOP or stop.is_set():
             # Told to stop (SIGTERM or Ctrl+C reach every process of a group at once; before its handlers are set
             # up they end it): the service stops too, cleanly, not as a failure because the child was faster.
-            log.info("action=receiver_process_stopped number=%d pid=%d", child.number, child.process.pid)
+            log.info("action=%s_process_stopped number=%d pid=%d", child.role, child.number, child.process.pid)
             stop.set()
             return
-        log.error("action=receiver_process_ended number=%d pid=%d %s", child.number, child.process.pid,
+        log.error("action=%s_process_ended number=%d pid=%d %s", child.role, child.number, child.process.pid,
                   _how(code))
         ended.set()
 
@@ -139,7 +162,7 @@ def _stop(child: _Child) -> None:
             process.wait(timeout=STOP_SECONDS)
             return
         except subprocess.TimeoutExpired:
-            log.error("action=receiver_process_killed number=%d pid=%d", child.number, process.pid)
+            log.error("action=%s_process_killed number=%d pid=%d", child.role, child.number, process.pid)
             process.kill()
     process.wait()
 
@@ -160,7 +183,7 @@ async def watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
     """Set `stop` once the process that started this one is gone (a child must not outlive its `serve`)."""
     while not stop.is_set():
         if os.getppid() != parent_pid:
-            log.warning("action=receiver_parent_gone parent_pid=%d", parent_pid)
+            log.warning("action=parent_gone parent_pid=%d", parent_pid)
             stop.set()
             return
         with contextlib.suppress(TimeoutError):

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -24,7 +24,7 @@ from snapbridge.runtime.deriver import Deriver, DeriverConfig
 from snapbridge.runtime.limiter import limiter_for
 from snapbridge.runtime.pollers import ConnectionClients, GumroadSalesPoller, SnapshotsLocationsPoller, run_pollers
 from snapbridge.runtime.receiver import ReceiverConfig, check_webhook_key
-from snapbridge.runtime.receivers import ReceiverProcesses
+from snapbridge.runtime.receivers import ChildProcesses
 from snapbridge.runtime.worker import Worker, WorkerConfig
 from snapbridge.security import Secret, Vault
 from snapbridge.store import ConnectionRecord, ConnectionStore, Store
@@ -98,11 +98,12 @@ def hook_urls(records: ConnectionStore, vault: Vault, public_base: str) -> list[
 async def run_service(settings: Settings, store: Store, vault: Vault, records: ConnectionStore,
                       options: ServiceOptions, stop: asyncio.Event, *, make_app: AppFactory,
                       sock: socket.socket | None = None, on_ready: Callable[[], object] | None = None,
-                      receivers: ReceiverProcesses | None = None,
+                      children: ChildProcesses | None = None,
                       on_commit: Callable[[], object] | None = None) -> None:
     """Run the chosen parts until `stop` is set, then stop claiming, drain, and return.
 
-    `receivers`: more receiver processes on the same port, whose wake-ups start this process's deriver.
+    `children`: more receiver processes on the same port, whose wake-ups start this process's deriver, and
+    processes that deliver in place of this one's workers.
     `on_commit`: what a receiver without a deriver here calls after storing new events (tell another's).
 
     A part that fails (or ends before `stop`) stops the others too, and then this raises SnapbridgeError naming
@@ -123,10 +124,11 @@ async def run_service(settings: Settings, store: Store, vault: Vault, records: C
     deriver = Deriver(store, clients, on_jobs=wake_workers, config=DeriverConfig())
     runner = ActionRunner(connections, store, on_segment_changed=deriver.on_segment_changed)
     limiter = limiter_for(store)
+    # On SQLite the deriver here wakes the workers here; watching commits would add a claim per receiver commit.
+    watch = options.worker.watch_store and (store.is_postgres or not options.deriver)
     for index in range(options.workers):
-        config = options.worker if options.workers == 1 else WorkerConfig(
-            **{**options.worker.__dict__, "name": f"{options.worker.name}-{index}"})
-        workers.append(Worker(store, runner, limiter, config))
+        name = options.worker.name if options.workers == 1 else f"{options.worker.name}-{index}"
+        workers.append(Worker(store, runner, limiter, replace(options.worker, name=name, watch_store=watch)))
 
     tasks: list[asyncio.Task[None]] = []
     parts: dict[asyncio.Task[None], str] = {}  # each task's part, as the log and the error name it
@@ -152,8 +154,8 @@ async def run_service(settings: Settings, store: Store, vault: Vault, records: C
         start("receiver", server.serve(sockets=[sock] if sock else None))
     if options.deriver:
         start("deriver", deriver.run_forever(stop))
-    if receivers is not None:
-        start("receiver processes", receivers.run(deriver.wake, stop))
+    if children is not None:
+        start(children.part, children.run(deriver.wake, stop))
     for worker in workers:
         start(f"worker {worker.name}", worker.run())
     if options.pollers:

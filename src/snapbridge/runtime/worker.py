@@ -17,9 +17,10 @@ under the new lease: no second request for it goes out.
 A 429's Retry-After holds back every job of the connection for at most `max_throttle`; the job that got it
 waits the whole Retry-After, or becomes a dead letter saying so when that is past its retry horizon.
 
-Wake-ups: `wake()` in-process (the deriver after an enqueue), PostgreSQL LISTEN through a listener task, and
-otherwise a sleep until the store's next due time (at most `idle_seconds`). `stop()` ends claiming; jobs in
-flight get `grace_seconds` to finish, the rest are released untried.
+Wake-ups: `wake()` in-process (the deriver after an enqueue), PostgreSQL LISTEN or (SQLite) a watch on other
+connections' commits through a listener task, and otherwise a sleep until the store's next due time (at most
+`idle_seconds`). `stop()` ends claiming; jobs in flight get `grace_seconds` to finish, the rest are released
+untried.
 """
 
 from __future__ import annotations
@@ -111,7 +112,11 @@ class WorkerConfig:
     batch_events: bool = True
     max_batch_events: int = MAX_BATCH_EVENTS
     usage_flush_seconds: float = 1.0
-    listen_seconds: float = 0.5  # PostgreSQL: one LISTEN wait; stopping waits for the current one at most
+    listen_seconds: float = 0.5  # one wait for a NOTIFY or a commit; stopping waits for the current one at most
+    # Claim when the store signals (PostgreSQL NOTIFY; SQLite: a commit by another connection). Off on SQLite
+    # where the deriver runs in this process and wakes the worker itself: there a receiver's every commit would
+    # cost a claim that finds nothing.
+    watch_store: bool = True
     # Leave this much of a lease for the request itself: a longer rate-limit wait gives the job back instead.
     lease_reserve_seconds: float = 15.0
     # Stop waiting for an answer this long before the lease ends (at most a tenth of the lease), so the request's
@@ -211,7 +216,7 @@ class Worker:
         self._settler = Settler(lambda outcomes: self._call(self.store.settle, outcomes),
                                 retry_delays=STORE_RETRY_DELAYS)
         self._settler.start()
-        listener = asyncio.create_task(self._listen()) if self.store.is_postgres else None
+        listener = asyncio.create_task(self._listen()) if self.config.watch_store else None
         log.info("action=worker.start worker=%s", self.name)
         try:
             while not self._stopping.is_set():
@@ -248,10 +253,10 @@ class Worker:
         free = self._claimable()
         if not free:
             return []
+        now = self._clock()
         try:
             claimed = await self._call(self.store.claim, self.name, limit=min(self.config.batch_size, free),
-                                       lease_seconds=self.config.lease_seconds, now=self._clock(),
-                                       **self._follow())
+                                       lease_seconds=self.config.lease_seconds, now=now, **self._follow())
         except StoreUnavailable as exc:
             log.warning("action=worker.claim_failed worker=%s error=%s", self.name, exc)
             await self._sleep(1.0)
@@ -261,7 +266,9 @@ class Worker:
         fresh = []
         for job in claimed:
             flight = self._in_flight.get(job.id)
-            if flight is None:
+            if flight is None or flight.current.lease_expires_at > now:
+                # Not under way here, or its ending was committed before this claim and its task has not yet
+                # heard (a retry due at once, taken again): a claim takes a leased job only once its lease ran out.
                 fresh.append(job)
                 continue
             # Our lease ran out while the job's delivery is still under way here, and this claim took it again:
@@ -295,7 +302,7 @@ class Worker:
             await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _listen(self) -> None:
-        """PostgreSQL: turn NOTIFYs (new jobs, a key freed in another process) into wake-ups."""
+        """Turn the store's signals (new jobs, a key freed in another process) into wake-ups."""
         lost = False
         while True:
             try:
@@ -303,7 +310,7 @@ class Worker:
                 got = await loop.run_in_executor(self._listen_executor, self.store.wait_for_jobs,
                                                  self.config.listen_seconds)
             except StoreUnavailable:
-                # NOTIFYs sent while not listening are gone: claim once now, and once listening again.
+                # Signals sent while not listening are gone: claim once now, and once listening again.
                 lost = True
                 await asyncio.sleep(1.0)
                 self.wake()

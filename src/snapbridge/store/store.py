@@ -47,7 +47,7 @@ from snapbridge.store.models import (
     UsageWindow,
     WorkflowRecord,
 )
-from snapbridge.store.notify import JobListener, notify_jobs
+from snapbridge.store.notify import CommitWatch, JobListener, notify_jobs
 from snapbridge.store.rows import chunks, refused, unavailable
 from snapbridge.store.schema import inbound_events
 from snapbridge.store.writers import sqlite_writers
@@ -164,7 +164,7 @@ class Store:
         self._writer = engine.execution_options(**{IMMEDIATE: True})
         self._relaxed_writer = engine.execution_options(**{IMMEDIATE: True, RELAXED: True})
         self._clock = clock
-        self._listener = JobListener(engine) if self.is_postgres else None
+        self._listener = JobListener(engine) if self.is_postgres else CommitWatch(engine)
         # SQLite has one writer at a time: writers take turns (writers.py) rather than poll its busy handler.
         self._writing_pg = threading.local()
         self._write_wait = write_wait
@@ -216,9 +216,8 @@ class Store:
             yield Tx(conn, self._clock)
 
     def close(self) -> None:
-        """Close the LISTEN connection, if any; the engine belongs to the caller."""
-        if self._listener is not None:
-            self._listener.close()
+        """Close the LISTEN connection or the commit watch's, if open; the engine belongs to the caller."""
+        self._listener.close()
 
     # inbound
 
@@ -445,8 +444,6 @@ class Store:
             notify_jobs(conn)
 
     def wait_for_jobs(self, timeout: float) -> bool:
-        """PostgreSQL: block up to `timeout` s for a NOTIFY (True if one came); the first call starts
-        listening. SQLite: False at once; workers in one process use an asyncio.Event instead."""
-        if self._listener is None:
-            return False
+        """Block up to `timeout` s for a sign that jobs may be claimable (True if one came); the first call
+        starts watching. PostgreSQL: a NOTIFY. SQLite: a commit by any other connection (notify.CommitWatch)."""
         return self._listener.wait(timeout)
