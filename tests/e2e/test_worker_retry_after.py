@@ -373,6 +373,49 @@ async def test_a_job_claimed_again_while_under_way_here_is_kept_by_that_delivery
     assert [a.outcome for a in rig.step(runs[0]).attempt_log] == [AttemptOutcome.SUCCEEDED]
 
 
+class GatedHead(ActionRunner):
+    """Prepares the job whose event id ends in "-head" only once the gate opens; every other job at once."""
+
+    gate: asyncio.Event
+
+    async def prepare(self, job: ClaimedJob) -> Prepared | Outcome:
+        if str(job.input.get("event_id", "")).endswith("-head"):
+            await GatedHead.gate.wait()
+        return await super().prepare(job)
+
+
+async def test_events_behind_a_job_claimed_again_while_under_way_wait_for_it(rig: Rig) -> None:
+    """The claim that takes a job back while its delivery is under way here also brings the customer's next
+    event along (a chain); that event is given back, not sent ahead of the job still under way."""
+    GatedHead.gate = asyncio.Event()
+    order = f"customer:{rig.customer('chain')}"
+    head_id, next_id = f"e-{rig.tag}-head", f"e-{rig.tag}-next"
+    runs = rig.enqueue([event_job(head_id, order)])
+    worker = rig.worker(runner=rig.runner(GatedHead), lease_seconds=1.0, lease_reserve_seconds=0.1)
+    task = asyncio.create_task(worker.run())
+    deadline = time.monotonic() + 15
+    while (await asyncio.to_thread(rig.step, runs[0])).attempts < 1:
+        assert time.monotonic() < deadline and not task.done()
+        await asyncio.sleep(0.02)
+    queue_single_steps(rig.store, [event_job(next_id, order)], key_prefix=f"next-{rig.tag}")
+    # The head's lease runs out while it is being prepared; the next claim takes it again, and its follower.
+    while (await asyncio.to_thread(rig.step, runs[0])).attempts < 2:
+        assert time.monotonic() < deadline and not task.done()
+        await asyncio.sleep(0.02)
+    GatedHead.gate.set()
+    while await asyncio.to_thread(lambda: rig.store.counts()[JobStatus.SUCCEEDED.value]) < 2:
+        assert time.monotonic() < deadline and not task.done()
+        await asyncio.sleep(0.02)
+    worker.stop()
+    await task
+    await worker.runner.aclose()
+    assert worker.stats.renewed >= 1 and worker.stats.released >= 1
+    state = rig.sandboxes.snapshots._state
+    with state.lock:
+        accepted = [event_id for (_, event_id) in state.events if event_id in (head_id, next_id)]
+    assert accepted == [head_id, next_id]
+
+
 class SlowSettle:
     """The store, but every job ending waits `seconds` first, like a worker that stalled before writing it."""
 

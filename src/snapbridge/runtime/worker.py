@@ -264,6 +264,7 @@ class Worker:
         self.stats.claimed += len(claimed)
         self.stats.claims += bool(claimed)
         fresh = []
+        renewed: set[str] = set()
         for job in claimed:
             flight = self._in_flight.get(job.id)
             if flight is None or flight.current.lease_expires_at > now:
@@ -274,10 +275,23 @@ class Worker:
             # Our lease ran out while the job's delivery is still under way here, and this claim took it again:
             # that delivery ends it under the new lease; a second request would race the first.
             flight.current = job
+            renewed.add(job.ordering_key)
             self.stats.renewed += 1
             log.warning("action=job.lease_renewed job=%d worker=%s lease_token=%d: the lease ran out while its "
                         "delivery was under way; that delivery keeps the job", job.id, self.name, job.lease_token)
+        if renewed:
+            # Events brought along behind a renewed job must wait for it, as they would have without the claim.
+            behind = [job for job in fresh if job.ordering_key in renewed]
+            fresh = [job for job in fresh if job.ordering_key not in renewed]
+            for job in behind:
+                self._spawn((job,), self._give_back(job))
         return fresh
+
+    async def _give_back(self, job: ClaimedJob) -> None:
+        if await self._settle_outcome(JobReleased(job)):
+            self.stats.released += 1
+            log.info("action=job.released job=%d worker=%s: behind a job whose delivery is still under way",
+                     job.id, self.name)
 
     def _follow(self) -> dict[str, Any]:
         """A claim also takes the events queued right behind a claimed event of the same customer: they go out in
