@@ -200,6 +200,76 @@ async def test_a_customers_queued_events_go_out_together_in_their_order(rig: Rig
     assert accepted == [f"e-{rig.tag}-{name}" for name in names]
 
 
+def steps_of(rig: Rig, run_ids: Sequence[int]) -> list[StepDetail]:
+    return [step for run_id in run_ids for step in detail(rig, run_id).steps]
+
+
+async def test_events_behind_a_failing_event_of_their_customer_wait_for_it_untried(rig: Rig) -> None:
+    """They ride along in its batch, but when the batch fails they are given back uncounted: only the first
+    retries (on its own clock), and the rest go out behind it once it succeeds, in order."""
+    customer = f"customer:{rig.tag}-a"
+    names = ["a1", "a2", "a3"]
+    queued = queue_single_steps(rig.store, [rig.event(name, order=customer) for name in names],
+                                key_prefix=f"chain-{rig.tag}")
+    runs = [q.run_id for q in queued]
+    rig.sandboxes.snapshots.set_faults(error_rate=1.0, error_statuses=[503])
+    worker = rig.worker("w1", batch_size=50)
+    await run_workers([worker], lambda: steps_of(rig, runs)[0].attempts >= 3)
+    first, *behind = steps_of(rig, runs)
+    assert first.status is JobStatus.QUEUED and len(first.attempt_log) == first.attempts >= 3
+    assert [(s.status, s.attempts, s.attempt_log) for s in behind] == [(JobStatus.QUEUED, 0, ())] * 2
+    # They did ride along: every attempt was one batch, none a single event.
+    assert len(rig.journal(path="/events/batch")) == first.attempts and rig.journal(path="/events") == []
+    assert worker.stats.released >= 2 * (first.attempts - 1) and worker.stats.dead == 0
+
+    rig.sandboxes.snapshots.clear_faults()
+    await run_workers([rig.worker("w2", batch_size=50)], settled(rig.store, 3))
+    assert [s.attempts for s in steps_of(rig, runs)][1:] == [1, 1]
+    state = rig.sandboxes.snapshots._state
+    with state.lock:
+        accepted = [event_id for (_, event_id) in state.events if event_id.startswith(f"e-{rig.tag}-")]
+    assert accepted == [f"e-{rig.tag}-{name}" for name in names]
+
+
+async def test_an_event_with_bad_input_holds_back_its_customers_later_events_not_others(rig: Rig) -> None:
+    """Checked before sending: the bad one dies with its reason; the events behind it leave the batch and go
+    after it, each in its turn; another customer's event in the claim is sent at once."""
+    customer, other = f"customer:{rig.tag}-x", f"customer:{rig.tag}-y"
+    bad = ("snapshots.events.create", {"event_id": f"e-{rig.tag}-x1", "timestamp": "2025-03-01T12:00:00Z"},
+           customer)
+    rig.enqueue([bad, rig.event("x2", order=customer), rig.event("y1", order=other), rig.event("x3", order=customer)])
+    worker = rig.worker("w1", batch_size=50)
+    await run_workers([worker], settled(rig.store, 3, dead=1))
+    (dead,) = rig.store.dead_letters()
+    assert dead.idempotency_key.endswith("-0") and "type" in dead.reason
+    state = rig.sandboxes.snapshots._state
+    with state.lock:
+        accepted = [event_id for (_, event_id) in state.events if event_id.startswith(f"e-{rig.tag}-")]
+    assert accepted[0] == f"e-{rig.tag}-y1" and accepted[1:] == [f"e-{rig.tag}-x2", f"e-{rig.tag}-x3"]
+    assert worker.stats.released == 2
+
+
+async def test_a_dead_event_step_takes_its_runs_later_event_step_with_it(rig: Rig) -> None:
+    """Two event steps of one run go out in one batch; the API fails until the horizon: one dead letter, and
+    the later step is cancelled with its run, never attempted on its own."""
+    customer = f"customer:{rig.tag}-d"
+    now = datetime.now(UTC)
+    with rig.store.transaction() as tx:
+        run_id = tx.create_run(NewRun("test", None, "purchase", customer, now))
+        tx.enqueue([NewJob(run_id=run_id, step_index=i, step_id=f"s{i}", action=action, connection=CONNECTION,
+                           ordering_key=customer, idempotency_key=f"two-{rig.tag}-{i}", input=values)
+                    for i, (action, values, _) in enumerate([rig.event("d1"), rig.event("d2")])], now=now)
+    rig.sandboxes.snapshots.set_faults(error_rate=1.0, error_statuses=[503])
+    worker = rig.worker("w1", batch_size=50, horizon=timedelta(seconds=0.3))
+    await run_workers([worker], lambda: rig.store.counts()[JobStatus.DEAD.value] >= 1)
+    dead, later = detail(rig, run_id).steps
+    assert detail(rig, run_id).run.status is RunStatus.DEAD
+    assert dead.status is JobStatus.DEAD and dead.attempts > 1
+    assert (later.status, later.attempts, later.attempt_log) == (JobStatus.CANCELLED, 0, ())
+    assert [d.job_id for d in rig.store.dead_letters()] == [dead.job_id]
+    assert worker.stats.dead == 1
+
+
 async def test_on_sqlite_a_worker_sees_jobs_another_connection_commits_without_being_woken(rig: Rig) -> None:
     """As `snapbridge worker` beside `serve`: no deriver in its process calls wake(); a commit by another
     connection does (PostgreSQL has NOTIFY for this)."""

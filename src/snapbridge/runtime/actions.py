@@ -298,26 +298,39 @@ class ActionRunner:
                          f"(refused: {error})", retry_after=0.0, operation=getattr(error, "operation", ""))
 
     async def prepare_batch(self, members: Sequence[ClaimedJob]
-                            ) -> tuple[PreparedBatch | None, list[BatchMember]]:
-        """The batch to send, and the members that failed on their own already (bad input, no connection)."""
+                            ) -> tuple[PreparedBatch | None, list[BatchMember], list[ClaimedJob]]:
+        """The batch to send; the members that failed on their own already (bad input, no connection); and the
+        members held back because an earlier member of their ordering key failed (they must not go ahead of it)."""
         single = get_action(EVENT_ACTION)
         ready: list[tuple[ClaimedJob, Mapping[str, object]]] = []
         done: list[BatchMember] = []
-        for job in members:
+        held: list[ClaimedJob] = []
+        seen: set[str] = set()  # ordering keys met so far
+        stopped: set[str] = set()  # ordering keys with a failed member: the rest of the key waits for it
+        for job in sorted(members, key=lambda member: member.id):
             if not is_batchable(job):
                 raise ValueError(f"job {job.id} is not an independent {EVENT_ACTION}")
+            first, key = job.ordering_key not in seen, job.ordering_key
+            seen.add(key)
+            if key in stopped:
+                held.append(job)
+                continue
             try:
                 ready.append((job, validate_params(single, job.input)))
             except InvalidInput as exc:
-                done.append(BatchMember(job, _failed(job, exc)))
+                stopped.add(key)
+                # Only a key's first member ends here; one behind another waits its turn, as it would alone.
+                if first:
+                    done.append(BatchMember(job, _failed(job, exc)))
+                else:
+                    held.append(job)
         if not ready:
-            return None, done
+            return None, done, held
         connection = ready[0][0].connection
         if any(job.connection != connection for job, _ in ready):
             raise ValueError("a batch must hold jobs of one connection")
         # In job order: a customer's events in one batch arrive as enqueued (UNCONFIRMED in the contract: the
         # API applies a batch's events in their order; the sandbox does). The same members make the same body.
-        ready.sort(key=lambda pair: pair[0].id)
         key = batch_idempotency_key([job.idempotency_key for job, _ in ready])
         op = get_action(BATCH_ACTION)
         params: dict[str, object] = {"events": [dict(event) for _, event in ready]}
@@ -325,9 +338,9 @@ class ActionRunner:
             record, credential, client = await self._connections.get(connection)
             _check_app(op, record)
         except SnapbridgeError as exc:
-            return None, done + [BatchMember(job, _failed(job, exc)) for job, _ in ready]
+            return None, done + [BatchMember(job, _failed(job, exc)) for job, _ in ready], held
         request = _request_excerpt(op, params, key, (credential,))
-        return PreparedBatch(tuple(ready), key, params, op, credential, client, request), done
+        return PreparedBatch(tuple(ready), key, params, op, credential, client, request), done, held
 
     async def execute_batch(self, batch: PreparedBatch) -> list[BatchMember]:
         """Send the batch: an outcome per member.

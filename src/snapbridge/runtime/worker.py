@@ -288,10 +288,7 @@ class Worker:
         return fresh
 
     async def _give_back(self, job: ClaimedJob) -> None:
-        if await self._settle_outcome(JobReleased(job)):
-            self.stats.released += 1
-            log.info("action=job.released job=%d worker=%s: behind a job whose delivery is still under way",
-                     job.id, self.name)
+        await self._release((job,), set())
 
     def _follow(self) -> dict[str, Any]:
         """A claim also takes the events queued right behind a claimed event of the same customer: they go out in
@@ -442,14 +439,15 @@ class Worker:
     async def _deliver_many(self, jobs: tuple[ClaimedJob, ...], settled: set[int]) -> None:
         started_at = self._clock()
         connection = jobs[0].connection
-        batch, failed = await self.runner.prepare_batch(jobs)
-        for member in failed:
-            await self._settle(member.job, member.outcome, started_at, settled)
+        batch, failed, held = await self.runner.prepare_batch(jobs)
+        await self._ends(failed, started_at, settled, held=held)
         if batch is None:
             return
         wait_until = await self._acquire(connection, min(self._lease_ends(job) for job, _ in batch.members))
         if wait_until is not None:
-            for job, _ in batch.members:
+            heads, behind = _chain_heads([job for job, _ in batch.members])
+            await self._release(behind, settled)
+            for job in heads:
                 await self._defer(job, started_at, wait_until, settled)
             return
         budget = self._answer_budget(min(self._lease_ends(job) for job, _ in batch.members))
@@ -457,13 +455,42 @@ class Worker:
         if answered is None:
             late = self._no_answer(batch.op.name, budget, batch.request_excerpt)
             answered = [BatchMember(job, late) for job, _ in batch.members]
-        members = answered
-        sent = next((m.outcome for m in members if m.outcome.sent), None)
+        sent = next((m.outcome for m in answered if m.outcome.sent), None)
         if sent is not None:
             self.stats.batches += 1
             await self._observe(connection, sent)
+        await self._ends(answered, started_at, settled)
+
+    async def _ends(self, members: Sequence[BatchMember], started_at: datetime, settled: set[int], *,
+                    held: Sequence[ClaimedJob] = ()) -> None:
+        """Settle a batch's members, except those behind a failed member of their ordering key: they are given
+        back untried, to go after it, as they would have without the batch. Otherwise each would retry on its
+        own clock and die on its own, and a later step of a dead run would not be cancelled with the run."""
+        stopped: set[str] = set()
+        ending: list[BatchMember] = []
+        behind = list(held)
         for member in members:
+            key = member.job.ordering_key
+            if key in stopped and member.outcome.error is not None:
+                behind.append(member.job)
+                continue
+            if member.outcome.error is not None:
+                stopped.add(key)
+            ending.append(member)
+        await self._release(behind, settled)  # first: a dead letter cancels its run's queued later steps
+        for member in ending:
             await self._settle(member.job, member.outcome, started_at, settled)
+
+    async def _release(self, jobs: Sequence[ClaimedJob], settled: set[int]) -> None:
+        """Give jobs back untried (their attempt uncounted), to go after an earlier job of their ordering key."""
+        for job in jobs:
+            settled.add(job.id)
+            answer = await self._settle_outcome(JobReleased(job))
+            if answer:
+                self.stats.released += 1
+                log.info("action=job.released job=%d worker=%s: behind an earlier job of its key", job.id, self.name)
+            else:
+                self._fenced(job, answer)
 
     async def _acquire(self, connection: str, lease_expires_at: datetime) -> datetime | None:
         """Wait for a token: None once taken, or when to come back if the wait would outlast the lease."""
@@ -672,6 +699,16 @@ def _bounded(seconds: float, cap: float) -> float:
 def _cut(text: str, limit: int = ERROR_CHARS) -> str:
     """At most `limit` characters, the cut marked with an ellipsis."""
     return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _chain_heads(jobs: Sequence[ClaimedJob]) -> tuple[list[ClaimedJob], list[ClaimedJob]]:
+    """The first job of each ordering key (in the order given), and the jobs behind them."""
+    heads: dict[str, ClaimedJob] = {}
+    behind = []
+    for job in jobs:
+        if heads.setdefault(job.ordering_key, job) is not job:
+            behind.append(job)
+    return list(heads.values()), behind
 
 
 def _packed(chains: list[list[ClaimedJob]], size: int) -> list[tuple[ClaimedJob, ...]]:
