@@ -187,7 +187,31 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def report(name: str, cell: Cell, watcher: Watcher, drain_seconds: float) -> None:
+def tree_cpu(roots: list[int]) -> dict[str, float]:
+    """CPU seconds so far of the `roots` and of each process below them, by role: "serve" or the subcommand
+    (`worker` for `serve --worker-processes` children and `snapbridge worker`), from Linux /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    tree, grown = set(roots), True
+    while grown:
+        below = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= below
+        grown = bool(below)
+    used: dict[str, float] = {}
+    for pid in tree:
+        with contextlib.suppress(OSError, ValueError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            role = argv[argv.index(b"snapbridge") + 1].decode() if b"snapbridge" in argv else "other"
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            used[role] = used.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
+
+
+def report(name: str, cell: Cell, watcher: Watcher, drain_seconds: float,
+           cpu: tuple[list[int], dict[str, float]] | None = None) -> None:
     deadline = time.monotonic() + drain_seconds
     while time.monotonic() < deadline and not all(s in watcher.seen for s in cell.acked):
         time.sleep(0.05)
@@ -199,6 +223,13 @@ def report(name: str, cell: Cell, watcher: Watcher, drain_seconds: float) -> Non
           f"delivered {len(delivered):6d} in {span:5.1f} s = {len(delivered) / span:6.0f}/s  "
           f"e2e p50 {pct(e2e, 0.5):7.1f} ms p99 {pct(e2e, 0.99):7.1f} ms | "
           f"baseline (receiver 200) p50 {pct(ack, 0.5):6.1f} ms p99 {pct(ack, 0.99):6.1f} ms")
+    if cpu is not None and delivered:
+        # CPU per delivered ping is steadier than a rate on this shared VM: compare code by it.
+        roots, before = cpu
+        after = tree_cpu(roots)
+        parts = {role: (after.get(role, 0.0) - before.get(role, 0.0)) * 1000 / len(delivered) for role in after}
+        shown = "  ".join(f"{role} {ms:.3f}" for role, ms in sorted(parts.items()))
+        print(f"  {'':<22} CPU per delivered ping: {sum(parts.values()):.3f} ms ({shown})")
     if len(delivered) < len(cell.acked):
         # Not a loss: the bench stops watching this load after its drain window and moves on.
         print(f"  {'':<22} {len(cell.acked) - len(delivered)} acked pings not yet in the sandbox when this "
@@ -222,12 +253,20 @@ def run_engine(engine: str, procs: int, args: argparse.Namespace, receivers: int
             print(f"{engine}, {procs - 1 + max(apart, 1)} worker process(es), {where}, "
                   f"{receivers} receiver process(es):")
             seller = boxes.gumroad.seller_id
+            ours = [child.pid for child in children]
+
+            def measured() -> tuple[list[int], dict[str, float]]:
+                return ours, tree_cpu(ours)
+
+            before = measured()
             warm = load(hook, seller, "warm", CUSTOMERS / 200, 200)  # every customer's first purchase
-            report("warm-up (200/s)", warm, watcher, 30)
+            report("warm-up (200/s)", warm, watcher, 30, before)
+            before = measured()
             fixed = load(hook, seller, "fixed", args.seconds, args.rate)
-            report(f"fixed {args.rate:.0f}/s", fixed, watcher, 20)
+            report(f"fixed {args.rate:.0f}/s", fixed, watcher, 20, before)
+            before = measured()
             saturated = load(hook, seller, "sat", args.seconds, None)
-            report("saturation (32 conns)", saturated, watcher, 25)
+            report("saturation (32 conns)", saturated, watcher, 25, before)
             watcher.stop.set()
             stop_children(children)
     finally:
