@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from test_worker_support import (
     ALL_SCOPES,
+    WORKER_SETTINGS,
     Job,
     event_job,
     first_step,
@@ -33,7 +34,7 @@ from test_worker_support import (
 )
 
 from snapbridge.errors import Permanent, Retryable
-from snapbridge.runtime import ActionRunner, Connections, Worker, limiter_for
+from snapbridge.runtime import ActionRunner, Connections, Worker, WorkerConfig, limiter_for
 from snapbridge.runtime.actions import Outcome, Prepared
 from snapbridge.sandbox import Sandboxes, ServerThread
 from snapbridge.sandbox.snapshots import SandboxKey
@@ -453,6 +454,52 @@ async def test_a_worker_stalled_past_its_lease_has_its_ending_fenced_and_the_wri
     assert rig.sandboxes.snapshots.writes_to(customer) == 1
     outcomes = sorted(x.outcome for x in rig.step(runs[0]).attempt_log)
     assert outcomes == sorted([AttemptOutcome.FENCED, AttemptOutcome.SUCCEEDED])
+
+
+class LateHeardEnding:
+    """The store, but the first job ending is written once the worker's clock has moved past the job's lease,
+    and its answer reaches the worker only after the worker has claimed the job again."""
+
+    def __init__(self, store: Store, jump: timedelta) -> None:
+        self._store, self._jump = store, jump
+        self.offset = timedelta(0)
+        self.worker: Worker | None = None
+        self._first = True
+
+    def clock(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def settle(self, outcomes: Sequence[JobOutcome], *, now: datetime | None = None) -> list[bool]:
+        first, self._first = self._first, False
+        if first:
+            self.offset += self._jump
+        answers = self._store.settle(outcomes, now=now)
+        deadline = time.monotonic() + 10
+        while first and self.worker is not None and self.worker.stats.renewed == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)  # in the worker's store thread: the claim runs meanwhile
+        return answers
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+async def test_a_job_claimed_again_after_its_ending_committed_is_delivered_not_left_leased(rig: Rig) -> None:
+    """The lease ran out while the ending (a retry due at once) was written; the worker's next claim takes the job
+    again before the ending's answer is heard, and so takes it for its own delivery renewed. Once the answer shows
+    that the ending committed first, that new lease is given back and the job goes out again at once, instead of
+    staying leased to nobody for a whole lease."""
+    customer = rig.customer("late-heard")
+    rig.sandboxes.snapshots.lose_next_response("PUT", f"/customers/{customer}")
+    runs = rig.enqueue([rig.upsert(customer, plan="pro")])
+    lease = 600.0  # far past the wait below: a job left leased would not come back within it
+    slow = LateHeardEnding(rig.store, timedelta(seconds=lease + 5))
+    config = WorkerConfig(**{**WORKER_SETTINGS, "name": f"w-{rig.tag}", "lease_seconds": lease})
+    worker = Worker(slow, rig.runner(), limiter_for(rig.store), config, clock=slow.clock,  # type: ignore[arg-type]
+                    rand=lambda: 0.0)
+    slow.worker = worker
+    await run_workers([worker], statuses(rig, runs, JobStatus.SUCCEEDED), within=30)
+    assert worker.stats.renewed == 1 and worker.stats.released >= 1
+    assert rig.sandboxes.snapshots.writes_to(customer) == 1
 
 
 # ---- huge error texts ----------------------------------------------------------------------------------

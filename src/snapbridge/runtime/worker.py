@@ -668,6 +668,11 @@ class Worker:
                 continue  # claimed again while this ending was being written: end it under that lease
             if self._in_flight.get(outcome.job.id) is flight:
                 del self._in_flight[outcome.job.id]
+            newer = flight.current
+            # This ending committed under the old lease, so the claim that renewed it came after: a new delivery
+            # that no task runs. Given back, it is claimed again at once instead of waiting out its lease.
+            if answer and newer is not held and await self._settler.settle(JobReleased(newer)):
+                self.stats.released += 1
             return answer
 
     async def _flush_usage(self, *, force: bool = False) -> None:
