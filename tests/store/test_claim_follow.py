@@ -89,17 +89,6 @@ def test_follow_limit_bounds_the_jobs_brought_along(store: Store) -> None:
     assert _ids(_claim(store, follow_limit=2)) == [a[0], a[1], a[2], b[0]]
 
 
-def test_an_expired_follower_lease_is_taken_back_one_job_at_a_time(store: Store) -> None:
-    first, second = _job(store, "customer:a"), _job(store, "customer:a")
-    assert _ids(_claim(store, worker="stalled")) == [first, second]
-    later = T0 + timedelta(seconds=31)  # both leases ran out: the head comes back first, on its own
-    (head,) = _claim(store, worker="w2", at=later)
-    assert head.id == first and head.lease_token == 2
-    _done(store, head)
-    (follower,) = _claim(store, worker="w2", at=later)
-    assert follower.id == second and follower.lease_token == 2
-
-
 def _sqlite_plan(store: Store, statement: Executable, values: Mapping[str, object]) -> str:
     """SQLite's plan for `statement` with `values`: the statement as SQLAlchemy sends it, behind EXPLAIN."""
 
@@ -127,3 +116,26 @@ def test_sqlite_reads_unfinished_and_leased_jobs_through_their_own_indexes(store
     candidates = _sqlite_plan(store, queue._CANDIDATES["sqlite"], {"b_now": T0, "b_limit": 5, "b_candidates": 5})
     assert "SEARCH other USING INDEX ix_jobs_leased_key" in candidates
     assert "SEARCH other USING INDEX ix_jobs_status_next_attempt_at" not in candidates
+
+
+def test_events_left_leased_behind_their_head_by_a_dead_worker_come_along_when_it_is_claimed_again(
+        store: Store) -> None:
+    first, second, third = (_job(store, "customer:a") for _ in range(3))
+    assert _ids(_claim(store, worker="dead")) == [first, second, third]
+    later = T0 + timedelta(seconds=31)  # the dead worker's leases have run out
+    # Only the head counts as falling due: the others wait behind it (idle workers must not spin on them).
+    assert store.next_due_at() == T0 + timedelta(seconds=30)
+    again = _claim(store, worker="w2", at=later)
+    assert _ids(again) == [first, second, third]
+    assert {job.leased_by for job in again} == {"w2"} and {job.lease_token for job in again} == {2}
+
+
+def test_a_run_out_lease_behind_a_head_waiting_to_retry_is_not_due(store: Store) -> None:
+    first, second = _job(store, "customer:a"), _job(store, "customer:a")
+    head, behind = _claim(store)
+    retry_at = T0 + timedelta(minutes=10)
+    attempt = AttemptRecord(started_at=T0, duration_ms=1.0, http_status=503, error="Service Unavailable")
+    assert store.retry_later(head, at=retry_at, attempt=attempt, error="Service Unavailable", now=T0)
+    # `behind` keeps its lease (its release was lost); once it runs out, only the head's retry is due.
+    assert behind.id == second and store.next_due_at() == retry_at
+    assert _ids(_claim(store, at=retry_at)) == [first, second]

@@ -51,10 +51,14 @@ def _heads(candidate: sa.FromClause) -> sa.ColumnElement[bool]:
     )
 
 
-def _leased_elsewhere(candidate: sa.FromClause, live: bool) -> sa.ColumnElement[bool]:
-    """True if another job of the candidate's key is leased (with `live`: and the lease runs past b_now)."""
+def _leased_elsewhere(candidate: sa.FromClause, live: bool, *,
+                      until: sa.ColumnElement[Any] | None = None) -> sa.ColumnElement[bool]:
+    """True if another job of the candidate's key is leased (with `live`: and the lease runs past b_now; with
+    `until`: past that time)."""
     other = jobs.alias("other")
     still = [other.c.lease_expires_at > param("now", WHEN)] if live else []
+    if until is not None:
+        still.append(other.c.lease_expires_at > until)
     return sa.exists().where(
         other.c.ordering_key == candidate.c.ordering_key,
         other.c.id != candidate.c.id,
@@ -111,14 +115,12 @@ def _lease(*, followers: bool = False) -> sa.Update:
 
     On PostgreSQL that snapshot is younger than the candidates' key locks, so it holds every lease committed on
     those keys. Rows locked by a settling worker (an expired lease it is still ending) are skipped.
-    With `followers`: b_ids are queued jobs right behind a head this transaction leased (see _followers), so
-    the head checks are left out; they need only still be queued and due.
+    With `followers`: b_ids are jobs right behind a head this transaction leased (see _followers), so the head
+    checks are left out; they need only still be due.
     """
     job = jobs.alias("j")
     if followers:
-        still = sa.select(job.c.id).where(job.c.id.in_(sa.bindparam("b_ids", expanding=True)),
-                                          _status_in(job, JobStatus.QUEUED.value),
-                                          job.c.next_attempt_at <= param("now", WHEN))
+        still = sa.select(job.c.id).where(job.c.id.in_(sa.bindparam("b_ids", expanding=True)), _due(job))
     else:
         still = (
             sa.select(job.c.id)
@@ -148,8 +150,8 @@ _LEASE = _lease()
 _LEASE_FOLLOWERS = _lease(followers=True)
 # The unfinished jobs of some keys in the order they run (the partial index on unfinished jobs by key).
 _UNFINISHED_OF_KEYS = (
-    sa.select(jobs.c.id, jobs.c.ordering_key, jobs.c.status, jobs.c.next_attempt_at, jobs.c.action,
-              jobs.c.connection, jobs.c.input, jobs.c.deferred)
+    sa.select(jobs.c.id, jobs.c.ordering_key, jobs.c.status, jobs.c.next_attempt_at, jobs.c.lease_expires_at,
+              jobs.c.action, jobs.c.connection, jobs.c.input, jobs.c.deferred)
     .where(jobs.c.ordering_key.in_(sa.bindparam("b_keys", expanding=True)), _status_in(jobs, *ACTIVE))
     .order_by(jobs.c.ordering_key, jobs.c.id)
 )
@@ -317,8 +319,12 @@ def claim(
 
 def _followers(conn: Connection, heads: Sequence[sa.Row[Any]], actions: frozenset[str], limit: int,
                now: datetime) -> list[int]:
-    """Ids of the queued, due jobs right behind each head of `actions` in its key, while each is of `actions` on
-    the head's connection with nothing left to fill from an earlier step; at most `limit` in all."""
+    """Ids of the due jobs right behind each head of `actions` in its key, while each is of `actions` on the
+    head's connection with nothing left to fill from an earlier step; at most `limit` in all.
+
+    Due: queued and due, or leased with the lease run out. A worker that died with a batch under way left its
+    followers leased behind the head; they come along with it again, or they would stay leased (and expired)
+    behind it for as long as it retries."""
     starts = {row.ordering_key: row for row in heads if row.action in actions and _complete(row.input, row.deferred)}
     picked: list[int] = []
     for part in chunks(sorted(starts)):
@@ -328,12 +334,19 @@ def _followers(conn: Connection, heads: Sequence[sa.Row[Any]], actions: frozense
         for key, rows in following.items():
             head = starts[key]
             for row in (r for r in rows if int(r.id) > int(head.id)):
-                if (len(picked) >= limit or row.status != JobStatus.QUEUED.value or aware(row.next_attempt_at) > now
-                        or row.action not in actions or row.connection != head.connection
-                        or not _complete(row.input, row.deferred)):
+                if (len(picked) >= limit or not _is_due(row, now) or row.action not in actions
+                        or row.connection != head.connection or not _complete(row.input, row.deferred)):
                     break
                 picked.append(int(row.id))
     return picked
+
+
+def _is_due(row: sa.Row[Any], now: datetime) -> bool:
+    """_due, of a row read: queued and due, or leased with the lease run out."""
+    if row.status == JobStatus.QUEUED.value:
+        return aware(row.next_attempt_at) <= now
+    expires = row.lease_expires_at
+    return row.status == JobStatus.LEASED.value and expires is not None and aware(expires) <= now
 
 
 def _complete(given: object, deferred: object) -> bool:
@@ -362,12 +375,16 @@ def next_due_at(conn: Connection) -> datetime | None:
     job = jobs.alias("j")
     due = conn.execute(
         sa.select(job.c.next_attempt_at)
-        .where(_status_in(job, JobStatus.QUEUED.value), _heads(job), ~_leased_elsewhere(job, live=False))
+        # A lease behind the head (an event brought along) that runs out before the head is due holds nothing.
+        .where(_status_in(job, JobStatus.QUEUED.value), _heads(job),
+               ~_leased_elsewhere(job, live=False, until=job.c.next_attempt_at))
         .order_by(job.c.next_attempt_at)
         .limit(1)
     ).scalar()
+    # Of heads only: a lease that ran out behind an unfinished job is not claimable until that job ends, and
+    # counting it would have idle workers claim every few milliseconds for nothing.
     expiry = conn.execute(
-        sa.select(sa.func.min(jobs.c.lease_expires_at)).where(_status_in(jobs, JobStatus.LEASED.value))
+        sa.select(sa.func.min(job.c.lease_expires_at)).where(_status_in(job, JobStatus.LEASED.value), _heads(job))
     ).scalar()
     found = [aware(value) for value in (due, expiry) if value is not None]
     return min(found) if found else None
