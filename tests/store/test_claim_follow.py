@@ -139,3 +139,20 @@ def test_a_run_out_lease_behind_a_head_waiting_to_retry_is_not_due(store: Store)
     # `behind` keeps its lease (its release was lost); once it runs out, only the head's retry is due.
     assert behind.id == second and store.next_due_at() == retry_at
     assert _ids(_claim(store, at=retry_at)) == [first, second]
+
+
+def test_a_later_step_left_leased_when_its_run_died_is_cancelled_not_claimed(store: Store) -> None:
+    with store.transaction() as tx:
+        run_id = tx.create_run(NewRun("wf", None, "purchase", "customer:a", T0))
+        tx.enqueue([NewJob(run_id=run_id, step_index=i, step_id=f"s{i}", action=EVENT, connection="snap",
+                           ordering_key="customer:a", idempotency_key=f"two:{i}", input={"event_id": f"e{i}"})
+                    for i in range(2)], now=T0)
+    head, behind = _claim(store)
+    attempt = AttemptRecord(started_at=T0, duration_ms=1.0, http_status=422, error="refused")
+    # The head dies; the event behind it should have been given back first, but that release was lost.
+    assert store.dead_letter(head, attempt=attempt, reason="refused", now=T0)
+    assert _claim(store, at=T0 + timedelta(seconds=31)) == []
+    detail = store.run_detail(run_id)
+    assert detail is not None
+    assert [(step.status.value, step.attempts) for step in detail.steps] == [("dead", 1), ("cancelled", 1)]
+    assert behind.step_index == 1 and store.next_due_at() is None

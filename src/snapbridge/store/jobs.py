@@ -156,6 +156,12 @@ _UNFINISHED_OF_KEYS = (
     .order_by(jobs.c.ordering_key, jobs.c.id)
 )
 _NOT_RUNNING = (RunStatus.PENDING.value, RunStatus.FAILED.value)  # a claim sets these running
+_CANCEL_ORPHANS = (
+    jobs.update()
+    .where(jobs.c.id.in_(sa.bindparam("b_ids", expanding=True)))
+    .values(status=JobStatus.CANCELLED.value, lease_expires_at=None, leased_by=None, attempts=jobs.c.attempts - 1,
+            updated_at=param("now", WHEN))
+)
 _RUNS_RUNNING = (
     runs.update()
     .where(runs.c.id.in_(sa.bindparam("b_runs", expanding=True)), runs.c.status.in_(_NOT_RUNNING))
@@ -303,6 +309,14 @@ def claim(
         # the heads' key locks, which every claim takes, and nothing else makes a queued job wait again.
         rows.extend(conn.execute(_LEASE_FOLLOWERS, {**lease, "b_ids": behind}))
     rows.sort(key=lambda row: int(row.id))
+    orphans = [int(row.id) for row in rows if row.run_status == RunStatus.DEAD.value]
+    if orphans:
+        # A later step of a dead run is cancelled with it (outcomes._CANCEL_LATER) unless it was leased then: an
+        # event brought along behind the step that died, whose release was lost. Cancelled here, never sent.
+        conn.execute(_CANCEL_ORPHANS, {"b_ids": orphans, "b_now": now})
+        rows = [row for row in rows if row.run_status != RunStatus.DEAD.value]
+        if not rows:
+            return []
     starting = sorted({int(row.run_id) for row in rows if row.run_status in _NOT_RUNNING})
     if starting:  # a later step's run is running already: most claims need no write here
         conn.execute(_RUNS_RUNNING, {"b_runs": starting})
