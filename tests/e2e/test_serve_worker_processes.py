@@ -43,11 +43,13 @@ def boxes() -> Iterator[Sandboxes]:
 
 
 @contextmanager
-def _serving(boxes: Sandboxes, tmp_path: Path, engine_name: str) -> Iterator[tuple[Service, Setup, int]]:
+def _serving(boxes: Sandboxes, tmp_path: Path, engine_name: str, log_level: str | None = "INFO"
+             ) -> Iterator[tuple[Service, Setup, int]]:
     """`serve --worker-processes 1` on a fresh database, once its worker process is up; killed at the end."""
     with fresh_database(engine_name, tmp_path) as database_url:
         setup = connect_all(tmp_path, database_url, boxes, verify_by_fetch=False)
-        setup.env["SNAPBRIDGE_LOG_LEVEL"] = "INFO"
+        if log_level is not None:
+            setup.env["SNAPBRIDGE_LOG_LEVEL"] = log_level
         service = Service(setup, "--worker-processes", "1", "--no-pollers", log=tmp_path / "serve.log")
         service.start()
         try:
@@ -90,6 +92,19 @@ def test_a_worker_process_that_dies_stops_the_service_with_its_reason(boxes: San
     log = service.tail()
     assert f"action=worker_process_ended number=1 pid={child} signal=SIGKILL" in log
     assert "the service stopped because its worker processes ended before the service was stopped" in log
+    assert "Traceback" not in log
+
+
+@pytest.mark.timeout(120)
+def test_a_sigterm_to_the_worker_process_alone_stops_the_service_and_says_so(boxes: Sandboxes,
+                                                                             tmp_path: Path) -> None:
+    with _serving(boxes, tmp_path, "sqlite", log_level=None) as (service, _setup, child):  # the default level
+        assert service.proc is not None
+        os.kill(child, signal.SIGTERM)
+        code = service.proc.wait(timeout=60)
+    assert code == 0  # a request to stop, not a failure
+    log = service.tail()
+    assert f"action=worker_process_stopped number=1 pid={child} signal=SIGTERM: stopping the service" in log
     assert "Traceback" not in log
 
 

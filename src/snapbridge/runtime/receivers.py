@@ -129,7 +129,11 @@ class ChildProcesses:
         if code in _TOLD_TO_STOP or stop.is_set():
             # Told to stop (SIGTERM or Ctrl+C reach every process of a group at once; before its handlers are set
             # up they end it): the service stops too, cleanly, not as a failure because the child was faster.
-            log.info("action=%s_process_stopped number=%d pid=%d", child.role, child.number, child.process.pid)
+            # Seen at the default level when the child stopped first: a SIGTERM sent to it alone stops the
+            # whole service, and whoever sent it should see why the service stopped.
+            level = logging.INFO if stop.is_set() else logging.WARNING
+            log.log(level, "action=%s_process_stopped number=%d pid=%d %s: stopping the service", child.role,
+                    child.number, child.process.pid, _how(code))
             stop.set()
             return
         log.error("action=%s_process_ended number=%d pid=%d %s", child.role, child.number, child.process.pid,
