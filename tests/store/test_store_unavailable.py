@@ -101,6 +101,11 @@ def test_workers_wake_when_jobs_are_enqueued(store: Store) -> None:
     assert time.monotonic() - started < 5
 
 
+def test_the_first_wait_for_jobs_wakes_at_once(store: Store) -> None:
+    """Jobs may have been enqueued (and notified) before the worker listened: its first wait says so."""
+    assert store.wait_for_jobs(5.0) is True
+
+
 def test_a_value_the_database_refuses_is_bad_input_for_users_too(migrated: Engine) -> None:
     users = UserStore(migrated)
     if is_sqlite(migrated):  # SQLite's text holds a NUL: nothing to refuse

@@ -42,10 +42,14 @@ class JobListener:
         self._lock = threading.Lock()
 
     def wait(self, timeout: float) -> bool:
-        """True when a notification arrived within `timeout` seconds (all pending ones are consumed)."""
+        """True when a notification arrived within `timeout` seconds (all pending ones are consumed). The first
+        wait on a new connection is True at once: a notification sent before its LISTEN was missed."""
         with self._lock:
             try:
+                fresh = self._conn is None or self._conn.closed
                 conn = self._connection()
+                if fresh:
+                    return True
                 got = any(True for _ in conn.notifies(timeout=timeout, stop_after=1))
                 if got:
                     for _ in conn.notifies(timeout=0.0):
