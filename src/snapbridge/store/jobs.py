@@ -338,7 +338,13 @@ def _followers(conn: Connection, heads: Sequence[sa.Row[Any]], actions: frozense
 
     Due: queued and due, or leased with the lease run out. A worker that died with a batch under way left its
     followers leased behind the head; they come along with it again, or they would stay leased (and expired)
-    behind it for as long as it retries."""
+    behind it for as long as it retries.
+
+    A later step of the head's own run may come along (the purchase starter's second event reads nothing from the
+    first). The API answers each event of a batch on its own, so if it refuses the first and accepts the second,
+    the second stands where, sent alone after the first died, it would have been cancelled with its run; a replay
+    of the first then writes it after the second. The worker gives back the events behind a failed one that also
+    failed (runtime.worker `_ends`), so this needs the API to refuse one event and accept the next."""
     starts = {row.ordering_key: row for row in heads if row.action in actions and _complete(row.input, row.deferred)}
     picked: list[int] = []
     for part in chunks(sorted(starts)):
