@@ -111,7 +111,7 @@ def test_sqlite_reads_unfinished_and_leased_jobs_through_their_own_indexes(store
 
     for _ in range(3):
         _job(store, "customer:a")
-    unfinished = _sqlite_plan(store, queue._UNFINISHED_OF_KEYS, {"b_keys": ["customer:a"]})
+    unfinished = _sqlite_plan(store, queue._UNFINISHED_OF_KEYS, {"b_keys": ["customer:a"], "b_per_key": 5})
     assert "ix_jobs_active_key" in unfinished and "ix_jobs_ordering_key_id" not in unfinished
     candidates = _sqlite_plan(store, queue._CANDIDATES["sqlite"], {"b_now": T0, "b_limit": 5, "b_candidates": 5})
     assert "SEARCH other USING INDEX ix_jobs_leased_key" in candidates

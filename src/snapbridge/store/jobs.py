@@ -148,12 +148,20 @@ _CANDIDATES = _candidates()
 _INDEX_ORDER = sa.text("SET LOCAL enable_bitmapscan TO off")
 _LEASE = _lease()
 _LEASE_FOLLOWERS = _lease(followers=True)
-# The unfinished jobs of some keys in the order they run (the partial index on unfinished jobs by key).
-_UNFINISHED_OF_KEYS = (
+# The first b_per_key unfinished jobs of some keys in the order they run (the partial index on unfinished jobs by
+# key). Only those leave the database: a customer with thousands queued (after an outage) cost every claim that
+# took their head thousands of rows decoded, for the few that could come along.
+_RANKED = (
     sa.select(jobs.c.id, jobs.c.ordering_key, jobs.c.status, jobs.c.next_attempt_at, jobs.c.lease_expires_at,
-              jobs.c.action, jobs.c.connection, jobs.c.input, jobs.c.deferred)
+              jobs.c.action, jobs.c.connection, jobs.c.input, jobs.c.deferred,
+              sa.func.row_number().over(partition_by=jobs.c.ordering_key, order_by=jobs.c.id).label("place"))
     .where(jobs.c.ordering_key.in_(sa.bindparam("b_keys", expanding=True)), _status_in(jobs, *ACTIVE))
-    .order_by(jobs.c.ordering_key, jobs.c.id)
+    .subquery("ranked")
+)
+_UNFINISHED_OF_KEYS = (
+    sa.select(*(column for column in _RANKED.c if column.name != "place"))
+    .where(_RANKED.c.place <= param("per_key"))
+    .order_by(_RANKED.c.ordering_key, _RANKED.c.id)
 )
 _NOT_RUNNING = (RunStatus.PENDING.value, RunStatus.FAILED.value)  # a claim sets these running
 _CANCEL_ORPHANS = (
@@ -349,7 +357,7 @@ def _followers(conn: Connection, heads: Sequence[sa.Row[Any]], actions: frozense
     picked: list[int] = []
     for part in chunks(sorted(starts)):
         following: dict[str, list[Any]] = {}  # rows of _UNFINISHED_OF_KEYS
-        for found in conn.execute(_UNFINISHED_OF_KEYS, {"b_keys": list(part)}):
+        for found in conn.execute(_UNFINISHED_OF_KEYS, {"b_keys": list(part), "b_per_key": limit + 1}):
             following.setdefault(found.ordering_key, []).append(found)
         for key, rows in following.items():
             head = starts[key]
